@@ -1,0 +1,49 @@
+"""The memory fingerprint: the launch options that change how many tokens fit in the KV cache.
+
+Plain Python, no Django: the GPU worker and the site compute the same key. YaRN is deliberately not
+part of it: it changes positions, not the KV cache's size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+FINGERPRINT_FIELDS = (
+    "gpu_memory_utilization",
+    "dtype",
+    "quantization",
+    "kv_cache_dtype",
+    "tensor_parallel_size",
+    "max_num_batched_tokens",
+    "enforce_eager",
+    "vllm_version",
+)
+
+
+def _normalise(name: str, value: Any) -> Any:
+    if name == "gpu_memory_utilization":
+        return round(float(value), 4)
+    if name in {"tensor_parallel_size", "max_num_batched_tokens"}:
+        return int(value) if value not in (None, "") else None
+    if name == "enforce_eager":
+        return bool(value)
+    if value in (None, ""):
+        return None
+    return str(value)
+
+
+def memory_fingerprint(options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Return (hex digest, the normalised fields it was computed from).
+
+    Every field of FINGERPRINT_FIELDS must be present in ``options`` (None is a value); a missing one
+    is a programming error, not a default, because a silently different key would hide a limit.
+    """
+    missing = [name for name in FINGERPRINT_FIELDS if name not in options]
+    if missing:
+        raise KeyError(f"memory fingerprint needs {', '.join(missing)}")
+    fields = {name: _normalise(name, options[name]) for name in FINGERPRINT_FIELDS}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
+    return digest, fields

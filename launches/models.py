@@ -1,0 +1,373 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from launches.vllm.flags import ExtraArgsError, parse_extra_args
+
+YARN_FACTORS = tuple(Decimal(f"{step / 2:.1f}") for step in range(2, 17))  # 1.0, 1.5, ... 8.0
+PORT_MIN, PORT_MAX = 1024, 65535
+
+
+def validate_yarn_factor(value: Decimal) -> None:
+    if value is None:
+        return
+    if Decimal(value) not in YARN_FACTORS:
+        raise ValidationError(
+            "The YaRN factor must be between 1.0 and 8.0 in steps of 0.5 (1.0, 1.5, 2.0, ... 8.0); got %(value)s.",
+            params={"value": value},
+        )
+
+
+def validate_gpu_indices(value: str) -> None:
+    parts = [part.strip() for part in (value or "").split(",")]
+    if not value or any(not part.isdigit() for part in parts):
+        raise ValidationError("List GPU indices as whole numbers separated by commas, e.g. 0 or 0,1.")
+    if len(set(parts)) != len(parts):
+        raise ValidationError("Each GPU index may appear only once.")
+
+
+def validate_extra_args(value: str) -> None:
+    try:
+        parse_extra_args(value)
+    except ExtraArgsError as exc:
+        raise ValidationError(str(exc)) from exc
+
+
+class LaunchConfig(models.Model):
+    """What an operator edits: the model, where it runs and how."""
+
+    class Dtype(models.TextChoices):
+        AUTO = "auto"
+        HALF = "half"
+        FLOAT16 = "float16"
+        BFLOAT16 = "bfloat16"
+        FLOAT32 = "float32"
+
+    class KvCacheDtype(models.TextChoices):
+        AUTO = "auto"
+        FP8 = "fp8"
+        FP8_E4M3 = "fp8_e4m3"
+        FP8_E5M2 = "fp8_e5m2"
+
+    name = models.CharField(max_length=100, unique=True)
+    model = models.ForeignKey("gpus.ModelSpec", on_delete=models.PROTECT, related_name="configs")
+    host = models.ForeignKey("gpus.Host", on_delete=models.PROTECT, related_name="configs")
+    gpu_indices = models.CharField(
+        max_length=50, default="0", validators=[validate_gpu_indices], help_text="e.g. 0 or 0,1"
+    )
+    port = models.PositiveIntegerField(
+        default=8000, validators=[MinValueValidator(PORT_MIN), MaxValueValidator(PORT_MAX)]
+    )
+    served_model_name = models.CharField(max_length=200, blank=True)
+    gpu_memory_utilization = models.FloatField(
+        default=0.9,
+        validators=[MinValueValidator(0.01), MaxValueValidator(1.0)],
+        help_text="Share of the card's memory vLLM may use, above 0 and at most 1.",
+    )
+    dtype = models.CharField(max_length=20, choices=Dtype.choices, default=Dtype.AUTO)
+    quantization = models.CharField(max_length=40, blank=True, help_text="e.g. awq, gptq, fp8; empty = none")
+    kv_cache_dtype = models.CharField(max_length=20, choices=KvCacheDtype.choices, default=KvCacheDtype.AUTO)
+    tensor_parallel_size = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(64)]
+    )
+    max_num_batched_tokens = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    enforce_eager = models.BooleanField(default=False)
+    extra_args = models.TextField(
+        blank=True,
+        validators=[validate_extra_args],
+        help_text="Further vLLM flags, split like a shell would but never run by one. "
+        "Flags the launcher manages (--max-model-len, --port, ...) are refused.",
+    )
+    enable_yarn = models.BooleanField(default=False, verbose_name="YaRN")
+    yarn_factor = models.DecimalField(
+        max_digits=2,
+        decimal_places=1,
+        default=Decimal("1.0"),
+        validators=[validate_yarn_factor],
+        help_text="1.0 to 8.0 in steps of 0.5; the wanted context is native × factor.",
+    )
+    context_cap = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Optional upper bound on the context length, in tokens.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(yarn_factor__in=YARN_FACTORS), name="launchconfig_yarn_factor_steps"
+            ),
+            models.CheckConstraint(
+                condition=Q(gpu_memory_utilization__gt=0) & Q(gpu_memory_utilization__lte=1),
+                name="launchconfig_gpu_memory_utilization_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(port__gte=PORT_MIN) & Q(port__lte=PORT_MAX), name="launchconfig_port_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(context_cap__isnull=True) | Q(context_cap__gt=0),
+                name="launchconfig_context_cap_positive",
+            ),
+            models.CheckConstraint(condition=Q(tensor_parallel_size__gte=1), name="launchconfig_tp_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def effective_yarn_factor(self) -> Decimal:
+        return self.yarn_factor if self.enable_yarn else Decimal("1.0")
+
+    @property
+    def gpu_index_list(self) -> list[int]:
+        return [int(part) for part in self.gpu_indices.split(",")]
+
+    @property
+    def extra_args_list(self) -> list[str]:
+        return parse_extra_args(self.extra_args)
+
+    def wanted_context(self) -> int | None:
+        """Native × YaRN factor, lowered to the cap (DESIGN.md, step 1)."""
+        native = self.model.native_context
+        if native is None:
+            return None
+        wanted = int(native * self.effective_yarn_factor)
+        return min(wanted, self.context_cap) if self.context_cap else wanted
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.host_id and self.gpu_indices and self.tensor_parallel_size:
+            count = len([part for part in self.gpu_indices.split(",") if part.strip()])
+            if count != self.tensor_parallel_size and count > 0:
+                errors["tensor_parallel_size"] = (
+                    f"Tensor parallel size {self.tensor_parallel_size} needs as many GPUs; "
+                    f"{count} listed in GPU indices."
+                )
+        if errors:
+            raise ValidationError(errors)
+
+    def memory_options(self) -> dict:
+        """The options that take part in the memory fingerprint (the vLLM version is added per host)."""
+        return {
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "dtype": self.dtype,
+            "quantization": self.quantization or None,
+            "kv_cache_dtype": self.kv_cache_dtype,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "max_num_batched_tokens": self.max_num_batched_tokens,
+            "enforce_eager": self.enforce_eager,
+        }
+
+    def snapshot(self) -> dict:
+        """A frozen, JSON-ready copy of everything a launch ran with."""
+        return {
+            "config_id": self.pk,
+            "name": self.name,
+            "model": self.model.source,
+            "revision": self.model.revision,
+            "host": self.host.name,
+            "gpu_indices": self.gpu_index_list,
+            "port": self.port,
+            "served_model_name": self.served_model_name,
+            **self.memory_options(),
+            "extra_args": self.extra_args_list,
+            "enable_yarn": self.enable_yarn,
+            "yarn_factor": float(self.yarn_factor),
+            "context_cap": self.context_cap,
+        }
+
+
+class LaunchQuerySet(models.QuerySet["Launch"]):
+    def active(self) -> LaunchQuerySet:
+        return self.filter(status__in=Launch.Status.active())
+
+    def running(self) -> LaunchQuerySet:
+        return self.filter(status=Launch.Status.READY)
+
+
+class Launch(models.Model):
+    """One request to start a server, and everything that happened to it. Never edited by hand."""
+
+    class Kind(models.TextChoices):
+        LAUNCH = "launch", "Launch"
+        TEST_YARN = "test_yarn", "Test YaRN"
+        REDETECT = "redetect", "Re-detect limit"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        STARTING = "starting", "Starting"
+        READY = "ready", "Running"
+        STOPPING = "stopping", "Stopping"
+        STOPPED = "stopped", "Stopped"
+        FAILED = "failed", "Failed"
+        CRASHED = "crashed", "Crashed"
+        CANCELLED = "cancelled", "Cancelled"
+        LOST = "lost", "Lost"
+
+        @classmethod
+        def terminal(cls) -> frozenset[str]:
+            return frozenset({cls.STOPPED, cls.FAILED, cls.CRASHED, cls.CANCELLED, cls.LOST})
+
+        @classmethod
+        def active(cls) -> frozenset[str]:
+            return frozenset({cls.QUEUED, cls.STARTING, cls.READY, cls.STOPPING})
+
+    # Allowed transitions, written next to the states: from -> the states it may move to.
+    TRANSITIONS: dict[str, frozenset[str]] = {
+        Status.QUEUED: frozenset({Status.STARTING, Status.FAILED, Status.CANCELLED, Status.LOST}),
+        Status.STARTING: frozenset(
+            {Status.READY, Status.FAILED, Status.CANCELLED, Status.LOST, Status.STOPPING}
+        ),
+        Status.READY: frozenset({Status.STOPPING, Status.STOPPED, Status.CRASHED, Status.LOST}),
+        Status.STOPPING: frozenset({Status.STOPPED, Status.CANCELLED, Status.FAILED, Status.LOST}),
+        Status.STOPPED: frozenset(),
+        Status.FAILED: frozenset(),
+        Status.CRASHED: frozenset(),
+        Status.CANCELLED: frozenset(),
+        Status.LOST: frozenset(),
+    }
+
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.LAUNCH)
+    config = models.ForeignKey(
+        LaunchConfig, on_delete=models.SET_NULL, null=True, blank=True, related_name="launches"
+    )
+    config_snapshot = models.JSONField(help_text="The config exactly as this launch ran with it.")
+    host = models.ForeignKey("gpus.Host", on_delete=models.PROTECT, related_name="launches")
+    model = models.ForeignKey("gpus.ModelSpec", on_delete=models.PROTECT, related_name="launches")
+    gpu_profile = models.ForeignKey(
+        "gpus.GpuProfile", on_delete=models.PROTECT, null=True, blank=True, related_name="launches"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="launches"
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    reason = models.TextField(blank=True, help_text="Why the launch ended as it did, in plain words.")
+    outcome = models.CharField(max_length=40, blank=True, help_text="The verdict of the last attempt.")
+    spec = models.JSONField(default=dict, blank=True, help_text="What was sent to the GPU host (no secrets).")
+    fingerprint = models.CharField(max_length=64, blank=True)
+    known_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Limit known before launching."
+    )
+    wanted_context = models.PositiveIntegerField(null=True, blank=True)
+    context_length = models.PositiveIntegerField(null=True, blank=True, help_text="The length it serves.")
+    learned_limit = models.PositiveIntegerField(null=True, blank=True)
+    kv_capacity_tokens = models.PositiveIntegerField(null=True, blank=True)
+    server_url = models.CharField(max_length=300, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    last_seq = models.PositiveIntegerField(default=0)
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    objects = LaunchQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("operate_launch", "Can launch, stop, test YaRN and re-detect limits")]
+        indexes = [
+            models.Index(fields=["status", "-created_at"], name="launch_status_created"),
+            models.Index(fields=["host", "-created_at"], name="launch_host_created"),
+            models.Index(fields=["model", "-created_at"], name="launch_model_created"),
+            models.Index(fields=["gpu_profile", "-created_at"], name="launch_profile_created"),
+            models.Index(fields=["requested_by", "-created_at"], name="launch_user_created"),
+            models.Index(fields=["outcome", "-created_at"], name="launch_outcome_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.config_snapshot.get('name', self.model_id)} on {self.host_id}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.Status.terminal()
+
+    @classmethod
+    def sources_of(cls, target: str) -> list[str]:
+        return [source for source, targets in cls.TRANSITIONS.items() if target in targets]
+
+    def transition(self, target: str, **fields) -> bool:
+        """Move to ``target`` if the current state allows it; a conditional UPDATE, so it is idempotent."""
+        if target in self.Status.terminal():
+            fields.setdefault("ended_at", timezone.now())
+        changed = Launch.objects.filter(pk=self.pk, status__in=self.sources_of(target)).update(
+            status=target, **fields
+        )
+        if changed:
+            self.status = target
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(changed)
+
+    @property
+    def time_to_ready(self) -> float | None:
+        if self.ready_at and self.created_at:
+            return (self.ready_at - self.created_at).total_seconds()
+        return None
+
+
+class LaunchAttempt(models.Model):
+    """One start of vLLM within a launch: its exact argv and what came of it."""
+
+    launch = models.ForeignKey(Launch, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveSmallIntegerField()
+    requested_len = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty when 'auto' was asked."
+    )
+    requested_auto = models.BooleanField(default=False)
+    argv = models.JSONField(default=list)
+    outcome = models.CharField(max_length=40, blank=True)
+    parsed_len = models.PositiveIntegerField(null=True, blank=True, help_text="The number vLLM printed.")
+    exit_code = models.IntegerField(null=True, blank=True)
+    message = models.TextField(blank=True)
+    log_tail = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["launch", "number"]
+        constraints = [models.UniqueConstraint(fields=["launch", "number"], name="attempt_unique_number")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of launch #{self.launch_id}"
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at and self.ended_at:
+            return (self.ended_at - self.started_at).total_seconds()
+        return None
+
+
+class LaunchEvent(models.Model):
+    """A numbered report from the GPU host; applied once, in order."""
+
+    launch = models.ForeignKey(Launch, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=40)
+    data = models.JSONField(default=dict)
+    emitted_at = models.DateTimeField(null=True, blank=True, help_text="Clock of the GPU host.")
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["launch", "seq"]
+        constraints = [models.UniqueConstraint(fields=["launch", "seq"], name="event_unique_seq")]
+
+    def __str__(self) -> str:
+        return f"#{self.launch_id}.{self.seq} {self.kind}"
