@@ -20,7 +20,8 @@ def validate_yarn_factor(value: Decimal) -> None:
         return
     if Decimal(value) not in YARN_FACTORS:
         raise ValidationError(
-            "The YaRN factor must be between 1.0 and 8.0 in steps of 0.5 (1.0, 1.5, 2.0, ... 8.0); got %(value)s.",
+            "The YaRN factor must be between 1.0 and 8.0 in steps of 0.5 (1.0, 1.5, ... 8.0); "
+            "got %(value)s.",
             params={"value": value},
         )
 
