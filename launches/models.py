@@ -1,18 +1,36 @@
 from __future__ import annotations
 
+import shlex
+import uuid
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from gpus.fingerprint import memory_fingerprint
+from gpus.models import DetectedLimit, Gpu
 from launches.vllm.flags import ExtraArgsError, parse_extra_args
 
 YARN_FACTORS = tuple(Decimal(f"{step / 2:.1f}") for step in range(2, 17))  # 1.0, 1.5, ... 8.0
 PORT_MIN, PORT_MAX = 1024, 65535
+
+# Task names shared with the workers; sent by name so the web process never imports worker code.
+RUN_LAUNCH_TASK = "launches.gpu.run_launch"
+STOP_LAUNCH_TASK = "launches.gpu.stop_launch"
+
+
+class LaunchRefused(Exception):
+    """A launch or stop that cannot be done now; the message says why and what to do."""
+
+
+def send_to_host(task_name: str, host_queue: str, args: list, task_id: str | None = None) -> None:
+    from aifred_site.celery import app
+
+    app.send_task(task_name, args=args, queue=host_queue, task_id=task_id)
 
 
 def validate_yarn_factor(value: Decimal) -> None:
@@ -20,8 +38,7 @@ def validate_yarn_factor(value: Decimal) -> None:
         return
     if Decimal(value) not in YARN_FACTORS:
         raise ValidationError(
-            "The YaRN factor must be between 1.0 and 8.0 in steps of 0.5 (1.0, 1.5, ... 8.0); "
-            "got %(value)s.",
+            "The YaRN factor must be between 1.0 and 8.0 in steps of 0.5 (1.0, 1.5, ... 8.0); got %(value)s.",
             params={"value": value},
         )
 
@@ -201,6 +218,90 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
     def running(self) -> LaunchQuerySet:
         return self.filter(status=Launch.Status.READY)
 
+    def start(self, config: LaunchConfig, user, kind: str = "launch") -> Launch:
+        """Create the launch row and enqueue its self-contained spec on the host's queue at commit.
+
+        The known limit for this GPU profile, model and memory fingerprint is looked up here, so the
+        GPU host needs no database. Re-detect ignores (and later replaces) the known limit.
+        """
+        host = config.host
+        cards = list(
+            Gpu.objects.current()
+            .filter(host=host, index__in=config.gpu_index_list)
+            .select_related("profile")
+            .order_by("index")
+        )
+        missing = sorted(set(config.gpu_index_list) - {card.index for card in cards})
+        if missing:
+            raise LaunchRefused(
+                f"Host {host.name} has not reported GPU {', '.join(map(str, missing))}. "
+                "Check that its GPU worker is running and the GPU indices in the config."
+            )
+        profiles = {card.profile_id for card in cards}
+        if len(profiles) > 1:
+            raise LaunchRefused("The GPUs of one launch must be of the same kind; choose cards of one model.")
+        if config.model.native_context is None:
+            raise LaunchRefused(
+                f"The native context of {config.model} is not known yet: read its config.json first "
+                "(the model's page has a button for it)."
+            )
+        busy = self.active().filter(host=host).exclude(kind=Launch.Kind.TEST_YARN)
+        for other in busy.only("id", "config_snapshot"):
+            if set(other.config_snapshot.get("gpu_indices", [])) & set(config.gpu_index_list):
+                raise LaunchRefused(
+                    f"Launch #{other.pk} is still using GPU {other.config_snapshot.get('gpu_indices')} "
+                    f"on {host.name}; stop it first (one launch at a time per GPU)."
+                )
+        fingerprint, fields = memory_fingerprint(
+            {**config.memory_options(), "vllm_version": host.vllm_version}
+        )
+        profile = cards[0].profile
+        known = None
+        if kind != Launch.Kind.REDETECT:
+            known = DetectedLimit.objects.filter(
+                profile=profile, model=config.model, fingerprint=fingerprint
+            ).first()
+        snapshot = config.snapshot()
+        with transaction.atomic():
+            launch = self.create(
+                kind=kind,
+                config=config,
+                config_snapshot=snapshot,
+                host=host,
+                model=config.model,
+                gpu_profile=profile,
+                requested_by=user if getattr(user, "is_authenticated", False) else None,
+                fingerprint=fingerprint,
+                known_limit=known.max_model_len if known else None,
+                wanted_context=config.wanted_context(),
+                task_id=str(uuid.uuid4()),
+            )
+            launch.spec = {
+                "launch_id": launch.pk,
+                "kind": kind,
+                "model": config.model.source,
+                "revision": config.model.revision or None,
+                "native_context": config.model.native_context,
+                "base_command": shlex.split(host.vllm_command),
+                "vllm_version": host.vllm_version or None,
+                "known_limit": launch.known_limit,
+                "yarn_factor": float(config.effective_yarn_factor),
+                "context_cap": config.context_cap,
+                "gpu_indices": config.gpu_index_list,
+                "gpu_uuids": [card.uuid for card in cards],
+                "port": config.port,
+                "served_model_name": config.served_model_name or None,
+                "options": {**config.memory_options(), "extra_args": config.extra_args_list},
+                "fingerprint": fingerprint,
+                "fingerprint_fields": fields,
+                "detect_only": kind == Launch.Kind.TEST_YARN,
+            }
+            launch.save(update_fields=["spec"])
+            transaction.on_commit(
+                lambda: send_to_host(RUN_LAUNCH_TASK, host.queue, [launch.spec], task_id=launch.task_id)
+            )
+        return launch
+
 
 class Launch(models.Model):
     """One request to start a server, and everything that happened to it. Never edited by hand."""
@@ -316,6 +417,17 @@ class Launch(models.Model):
             for name, value in fields.items():
                 setattr(self, name, value)
         return bool(changed)
+
+    def request_stop(self, user=None) -> None:
+        """Ask the host to stop the server (or abandon a start in progress)."""
+        if self.is_terminal:
+            raise LaunchRefused(f"Launch #{self.pk} has already ended ({self.get_status_display()}).")
+        if self.status == self.Status.QUEUED:
+            # Not picked up yet: cancel here; the worker skips specs of cancelled launches.
+            self.transition(self.Status.CANCELLED, reason="Cancelled before a GPU host picked it up.")
+        else:
+            self.transition(self.Status.STOPPING)
+        transaction.on_commit(lambda: send_to_host(STOP_LAUNCH_TASK, self.host.queue, [self.pk]))
 
     @property
     def time_to_ready(self) -> float | None:
