@@ -1,0 +1,195 @@
+"""Run the whole site on one machine: web, control worker, a GPU worker (with --demo, two simulated hosts).
+
+Started by `make run` / `make demo` after the virtualenv is ready. Every child runs in its own process
+group; Ctrl-C (or any child dying) stops them all, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+VAR = Path(os.environ.get("AIFRED_VAR_DIR", ROOT / "var"))
+
+
+def say(message: str) -> None:
+    print(f"[aifred] {message}", flush=True)
+
+
+def redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def manage(*args: str, env: dict[str, str] | None = None) -> None:
+    subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, check=True, env=env)
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self.children: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        say(f"starting {name}")
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True)
+        self.children.append((name, process))
+
+    def stop_all(self) -> None:
+        for _name, process in self.children:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 15
+        for _name, process in self.children:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for _name, process in self.children:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def watch(self) -> int:
+        while True:
+            for name, process in self.children:
+                code = process.poll()
+                if code is not None:
+                    say(f"{name} exited with code {code}; stopping everything")
+                    return code or 1
+            time.sleep(0.5)
+
+
+def ensure_redis(supervisor: Supervisor, url: str) -> None:
+    if redis_answers(url):
+        return
+    parsed = urlparse(url)
+    server = shutil.which("redis-server")
+    if parsed.hostname not in {"127.0.0.1", "localhost", "::1"} or not server:
+        sys.exit(
+            f"Nothing answers at REDIS_URL={url}. Start Redis there (e.g. 'apt-get install redis-server' or "
+            "'docker compose up -d redis'), or point REDIS_URL at a running Redis."
+        )
+    redis_dir = VAR / "redis"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    port = str(parsed.port or 6379)
+    supervisor.start(
+        "redis (private, under var/redis)",
+        [server, "--port", port, "--bind", "127.0.0.1", "--dir", str(redis_dir), "--save", "60 1"],
+    )
+    for _ in range(50):
+        if redis_answers(url):
+            return
+        time.sleep(0.1)
+    sys.exit(f"Started redis-server on port {port} but it does not answer; see the output above.")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--demo", action="store_true", help="also start two simulated GPU hosts and seed data"
+    )
+    parser.add_argument("--bind", default=os.environ.get("AIFRED_BIND", "127.0.0.1:8000"))
+    args = parser.parse_args()
+
+    env = dict(os.environ)
+    env.setdefault("DEBUG", "1")
+    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    os.environ.update(env)
+
+    supervisor = Supervisor()
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        ensure_redis(supervisor, env["REDIS_URL"])
+        manage("migrate", "--noinput", "-v0", env=env)
+        manage("ensure_admin", env=env)
+        if args.demo:
+            manage("seed_demo", env=env)
+        supervisor.start(
+            "web on http://" + args.bind, [PYTHON, "manage.py", "runserver", args.bind, "--noreload"], env
+        )
+        supervisor.start(
+            "control worker",
+            [
+                PYTHON,
+                "-m",
+                "celery",
+                "-A",
+                "aifred_site",
+                "worker",
+                "-Q",
+                "control",
+                "-n",
+                "control@%h",
+                "--concurrency",
+                "2",
+                "--loglevel",
+                "INFO",
+            ],
+            env,
+        )
+        supervisor.start(
+            "control beat",
+            [
+                PYTHON,
+                "-m",
+                "celery",
+                "-A",
+                "aifred_site",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "-s",
+                str(VAR / "celerybeat-schedule"),
+            ],
+            env,
+        )
+        host = socket.gethostname().split(".")[0].lower()
+        supervisor.start(f"GPU worker for {host}", [PYTHON, "manage.py", "gpu_worker", "--host", host], env)
+        if args.demo:
+            for name, cards, version in DEMO_HOSTS:
+                demo_env = {
+                    **env,
+                    "AIFRED_SIMULATED_GPUS": cards,
+                    "AIFRED_STANDIN_VLLM_VERSION": version,
+                    "AIFRED_VLLM_COMMAND": f"{PYTHON} -m launches.vllm.standin serve",
+                }
+                supervisor.start(
+                    f"simulated GPU host {name}",
+                    [PYTHON, "manage.py", "gpu_worker", "--host", name],
+                    demo_env,
+                )
+        say(f"site at http://{args.bind}/admin/ — Ctrl-C stops everything")
+        return supervisor.watch()
+    except KeyboardInterrupt:
+        say("stopping")
+        return 0
+    finally:
+        supervisor.stop_all()
+
+
+# name, simulated cards (NVML name:MiB), the vLLM version the stand-in plays
+DEMO_HOSTS = [
+    ("desk-3060", "NVIDIA GeForce RTX 3060:12288", "0.11.0"),
+    ("lab-h100", "NVIDIA H100 80GB HBM3:81559", "0.32.0"),
+]
+
+if __name__ == "__main__":
+    sys.exit(main())

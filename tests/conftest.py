@@ -1,0 +1,81 @@
+"""Factories and personas shared by the suite (owner/admin, operator, viewer, outsider)."""
+
+from __future__ import annotations
+
+import itertools
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.utils import timezone
+
+from gpus.models import Gpu, GpuProfile, Host, ModelSpec
+from launches.models import LaunchConfig
+from launches.permissions import OPERATORS, VIEWERS
+
+_counter = itertools.count(1)
+
+
+def make_user(
+    username: str, *, group: str | None = None, staff: bool = True, superuser: bool = False
+) -> User:
+    user = User.objects.create_user(username=username, password="pw-for-tests", is_staff=staff)
+    if superuser:
+        user.is_superuser = True
+        user.save(update_fields=["is_superuser"])
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def operator(db) -> User:
+    return make_user("olivia-operator", group=OPERATORS)
+
+
+@pytest.fixture
+def viewer(db) -> User:
+    return make_user("victor-viewer", group=VIEWERS)
+
+
+@pytest.fixture
+def outsider(db) -> User:
+    """Staff, but in no role group: may log in, may see nothing."""
+    return make_user("oscar-outsider")
+
+
+@pytest.fixture
+def admin_user(db) -> User:
+    return make_user("ada-admin", superuser=True)
+
+
+def make_host(name: str | None = None, **fields) -> Host:
+    fields.setdefault("last_heartbeat", timezone.now())
+    fields.setdefault("vllm_version", "0.32.0")
+    return Host.objects.create(name=name or f"host-{next(_counter)}", **fields)
+
+
+def make_profile(name: str = "NVIDIA GeForce RTX 3060", memory_total_mib: int = 12288) -> GpuProfile:
+    return GpuProfile.objects.get_or_create(name=name, memory_total_mib=memory_total_mib)[0]
+
+
+def make_gpu(host: Host, index: int = 0, profile: GpuProfile | None = None, **fields) -> Gpu:
+    fields.setdefault("uuid", f"GPU-{host.name}-{index}-{next(_counter)}")
+    fields.setdefault("driver_version", "550.54.15")
+    return Gpu.objects.create(host=host, index=index, profile=profile or make_profile(), **fields)
+
+
+def make_model(source: str = "Qwen/Qwen3-8B-AWQ", native_context: int | None = 40960, **fields) -> ModelSpec:
+    fields.setdefault("num_layers", 36)
+    fields.setdefault("num_kv_heads", 8)
+    fields.setdefault("head_dim", 128)
+    return ModelSpec.objects.create(source=source, native_context=native_context, **fields)
+
+
+def make_config(name: str | None = None, **fields) -> LaunchConfig:
+    if "host" not in fields:
+        fields["host"] = make_host()
+    if "model" not in fields:
+        fields["model"] = make_model(source=f"org/model-{next(_counter)}")
+    fields.setdefault("yarn_factor", Decimal("1.0"))
+    return LaunchConfig.objects.create(name=name or f"config-{next(_counter)}", **fields)
