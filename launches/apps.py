@@ -7,4 +7,4 @@ class LaunchesConfig(AppConfig):
     verbose_name = "Launches"
 
     def ready(self) -> None:
-        from launches import signals  # noqa: F401  (connects the receivers)
+        from launches import checks, signals  # noqa: F401  (registers the checks and receivers)

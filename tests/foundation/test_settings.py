@@ -27,6 +27,7 @@ def test_check_deploy_is_clean_under_production_settings(tmp_path):
         DEBUG="0",
         SECRET_KEY="x" * 30 + "-production-secret-with-enough-entropy-1234567890",
         ALLOWED_HOSTS="aifred.example.org",
+        DATABASE_URL="postgres://aifred@127.0.0.1:5432/aifred",
         AIFRED_VAR_DIR=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr + result.stdout
@@ -59,3 +60,22 @@ def test_every_variable_the_settings_read_is_listed_in_env_example():
     }
     assert read, "no settings variables found; the pattern is out of date"
     assert read <= listed, f"missing from .env.example: {sorted(read - listed)}"
+
+
+def test_check_deploy_warns_about_sqlite_in_production(tmp_path):
+    result = _run(
+        ["manage.py", "check", "--deploy", "--database", "default"],
+        DEBUG="0",
+        SECRET_KEY="x" * 30 + "-production-secret-with-enough-entropy-1234567890",
+        ALLOWED_HOSTS="aifred.example.org",
+        AIFRED_VAR_DIR=str(tmp_path),
+    )
+    assert "aifred.W001" in result.stderr + result.stdout
+
+
+def test_a_broker_url_that_is_not_redis_stops_the_checks(tmp_path):
+    result = _run(
+        ["manage.py", "check"], DEBUG="1", REDIS_URL="amqp://guest@localhost//", AIFRED_VAR_DIR=str(tmp_path)
+    )
+    assert result.returncode != 0
+    assert "aifred.E001" in result.stderr
