@@ -208,7 +208,8 @@ class LogWatcher:
             elif needed > 0 and available > 0:
                 # No number printed (0.7.0-0.9.0.1): KV memory is linear in the length for
                 # full-attention models, so the ratio of the GiB figures gives the length.
-                fits = round_down(int(requested * available / needed))
+                # The figures are rounded to 0.01 GiB; take the pessimistic end of that rounding.
+                fits = round_down(int(requested * max(available - 0.005, 0) / (needed + 0.005)))
             else:
                 fits = None
             if fits == 0:
