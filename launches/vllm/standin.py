@@ -34,13 +34,45 @@ BLOCK = 16
 # Activations, CUDA graphs and the CUDA context: what profiling takes besides weights and KV.
 OVERHEAD_MIB = 1400
 
-_QUANT_BYTES = {"awq": 0.5, "gptq": 0.5, "awq_marlin": 0.5, "gptq_marlin": 0.5, "fp8": 1.0, "bitsandbytes": 0.5}
+_QUANT_BYTES = {
+    "awq": 0.5,
+    "gptq": 0.5,
+    "awq_marlin": 0.5,
+    "gptq_marlin": 0.5,
+    "fp8": 1.0,
+    "bitsandbytes": 0.5,
+}
 _EF_LINES = {  # "EngineCore failed to start." core.py line by version
-    "0.8.5": 396, "0.9.0": 500, "0.9.1": 515, "0.9.2": 586, "0.10.0": 632, "0.10.1": 700,
-    "0.10.2": 718, "0.11.0": 708, "0.11.1": 842, "0.12.0": 843, "0.13.0": 866, "0.14.0": 936,
-    "0.15.0": 946, "0.16.0": 1006, "0.17.0": 1100, "0.18.0": 1099, "0.19.0": 1108, "0.20.0": 1136,
-    "0.21.0": 1140, "0.22.0": 1165, "0.23.0": 1195, "0.24.0": 1231, "0.26.0": 1330, "0.27.0": 1349,
-    "0.28.0": 1346, "0.29.0": 1374, "0.30.0": 1366, "0.31.0": 1433, "0.32.0": 1510, "0.33.0": 1584,
+    "0.8.5": 396,
+    "0.9.0": 500,
+    "0.9.1": 515,
+    "0.9.2": 586,
+    "0.10.0": 632,
+    "0.10.1": 700,
+    "0.10.2": 718,
+    "0.11.0": 708,
+    "0.11.1": 842,
+    "0.12.0": 843,
+    "0.13.0": 866,
+    "0.14.0": 936,
+    "0.15.0": 946,
+    "0.16.0": 1006,
+    "0.17.0": 1100,
+    "0.18.0": 1099,
+    "0.19.0": 1108,
+    "0.20.0": 1136,
+    "0.21.0": 1140,
+    "0.22.0": 1165,
+    "0.23.0": 1195,
+    "0.24.0": 1231,
+    "0.26.0": 1330,
+    "0.27.0": 1349,
+    "0.28.0": 1346,
+    "0.29.0": 1374,
+    "0.30.0": 1366,
+    "0.31.0": 1433,
+    "0.32.0": 1510,
+    "0.33.0": 1584,
 }
 
 
@@ -224,6 +256,7 @@ class Standin:
 
     def _bind(self) -> socket.socket | None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.args.host, self.args.port))
             sock.listen(64)
@@ -284,7 +317,9 @@ class Standin:
             self.child = None
         time.sleep(self.teardown)
         if Version("0.5.5") <= v < Version("0.6.2"):
-            self.front.log("ERROR", "api_server.py:188", "RPCServer process died before responding to readiness probe")
+            self.front.log(
+                "ERROR", "api_server.py:188", "RPCServer process died before responding to readiness probe"
+            )
             return 0
         if Version("0.8.0") <= v < Version("0.8.5"):
             self.front.log(
@@ -318,8 +353,15 @@ class Standin:
                 if self.path == "/health":
                     body = b""
                 elif self.path == "/v1/models":
-                    card = {"id": served, "object": "model", "created": created, "owned_by": "vllm",
-                            "root": served, "parent": None, "max_model_len": max_model_len}
+                    card = {
+                        "id": served,
+                        "object": "model",
+                        "created": created,
+                        "owned_by": "vllm",
+                        "root": served,
+                        "parent": None,
+                        "max_model_len": max_model_len,
+                    }
                     body = json.dumps({"object": "list", "data": [card]}).encode()
                 else:
                     self.send_error(404)
@@ -415,7 +457,11 @@ class Standin:
                     if v >= Version("0.32.0")
                     else f"available GPU memory ({_gib2(kv_bytes, v)} GiB available for KV cache)"
                 )
-                eng.log("INFO", "kv_cache_utils.py:1316", f"Auto-fit max_model_len: reduced from {length} to {capacity} to fit in {where}")
+                eng.log(
+                    "INFO",
+                    "kv_cache_utils.py:1316",
+                    f"Auto-fit max_model_len: reduced from {length} to {capacity} to fit in {where}",
+                )
                 length = capacity
             else:
                 where = (
@@ -423,22 +469,43 @@ class Standin:
                     if v >= Version("0.32.0")
                     else "available GPU memory"
                 )
-                eng.log("INFO", "kv_cache_utils.py:1310", f"Auto-fit max_model_len: full model context length {length} fits in {where}")
+                eng.log(
+                    "INFO",
+                    "kv_cache_utils.py:1310",
+                    f"Auto-fit max_model_len: full model context length {length} fits in {where}",
+                )
         if capacity < length:
-            self._engine_error(f"ValueError: {self._refusal(length, capacity, per_token, kv_bytes)}", "ValueError")
+            self._engine_error(
+                f"ValueError: {self._refusal(length, capacity, per_token, kv_bytes)}", "ValueError"
+            )
             return 1
         concurrency = capacity / length
         if not v1:
-            eng.log("INFO", "executor_base.py:110" if v >= Version("0.7.0") else "gpu_executor.py:122",
-                    f"# {self._block_word()} blocks: {blocks}, # CPU blocks: 2048")
+            eng.log(
+                "INFO",
+                "executor_base.py:110" if v >= Version("0.7.0") else "gpu_executor.py:122",
+                f"# {self._block_word()} blocks: {blocks}, # CPU blocks: 2048",
+            )
             if v >= Version("0.6.3"):
-                eng.log("INFO", "executor_base.py:115", f"Maximum concurrency for {length} tokens per request: {concurrency:.2f}x")
+                eng.log(
+                    "INFO",
+                    "executor_base.py:115",
+                    f"Maximum concurrency for {length} tokens per request: {concurrency:.2f}x",
+                )
         elif v >= Version("0.28.0"):
             pool = "GPU"
-            eng.log("INFO", "kv_cache_utils.py:1291", f"{pool} KV cache size: {capacity:,} tokens, Maximum concurrency for {length:,} tokens per request: {concurrency:.2f}x")
+            eng.log(
+                "INFO",
+                "kv_cache_utils.py:1291",
+                f"{pool} KV cache size: {capacity:,} tokens, Maximum concurrency for {length:,} tokens per request: {concurrency:.2f}x",
+            )
         else:
             eng.log("INFO", "kv_cache_utils.py:864", f"GPU KV cache size: {capacity:,} tokens")
-            eng.log("INFO", "kv_cache_utils.py:868", f"Maximum concurrency for {length:,} tokens per request: {concurrency:.2f}x")
+            eng.log(
+                "INFO",
+                "kv_cache_utils.py:868",
+                f"Maximum concurrency for {length:,} tokens per request: {concurrency:.2f}x",
+            )
         with os.fdopen(write_fd, "w") as pipe:
             if self.hang:
                 eng.log("INFO", "core.py:210", "Compiling the model graph (this can take a while)")
