@@ -21,7 +21,9 @@ def test_no_module_of_the_launcher_imports_django() -> None:
     files = sorted(PACKAGE_DIR.rglob("*.py"))
     assert len(files) >= 8
     offenders = {
-        str(path.relative_to(PACKAGE_DIR)): sorted(m for m in imported_modules(path.read_text()) if m.split(".")[0] == "django")
+        str(path.relative_to(PACKAGE_DIR)): sorted(
+            m for m in imported_modules(path.read_text()) if m.split(".")[0] == "django"
+        )
         for path in files
     }
     assert {k: v for k, v in offenders.items() if v} == {}
