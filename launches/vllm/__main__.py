@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result.to_dict(), indent=2))
     elif result.outcome == "ready":
         print(
-            f"ready: {result.url} max_model_len={result.max_model_len} kv_capacity={result.kv_capacity_tokens}"
+            f"ready: {result.url} max_model_len={result.max_model_len} "
+            f"kv_capacity={result.kv_capacity_tokens}"
         )
         print(f"learned: {result.learned_limit} ({result.learned_from})")
         if not args.detect_only:

@@ -142,9 +142,9 @@ def derive_context(
     best: tuple[float, str] | None = None
     for key in POSSIBLE_LENGTH_KEYS:
         value = text.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-            if best is None or value < best[0]:
-                best = (value, key)
+        usable = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+        if usable and (best is None or value < best[0]):
+            best = (value, key)
     override = text.get("model_max_length")
     if isinstance(override, int | float) and not isinstance(override, bool) and override > 0:
         best = (override, "model_max_length")

@@ -1,6 +1,6 @@
 """The launch policy: start vLLM with the largest context the GPU really holds.
 
-Wanted length ``W = native × yarn_factor``, lowered to the cap. With a known limit the server starts
+Wanted length ``W = native x yarn_factor``, lowered to the cap. With a known limit the server starts
 once at ``min(W, limit)``. On vLLM 0.14+ it starts once with ``--max-model-len auto`` and learns the
 limit from the auto-fit line (one more start at the cap when auto-fit chose more than the cap).
 On older vLLM it starts at ``W``; when vLLM refuses with a number, the process group is stopped on

@@ -132,11 +132,9 @@ class VllmProcess:
                 self._log.write(f"{line}\n")
                 self._log.flush()
         if self._on_line is not None:
-            try:
+            # A failing observer must not stop the output from being drained (vLLM would block).
+            with contextlib.suppress(Exception):
                 self._on_line(name, line)
-            except Exception:  # noqa: S110
-                # A failing observer must not stop the output from being drained (vLLM would block).
-                pass
 
     @property
     def pid(self) -> int:

@@ -445,9 +445,15 @@ class Standin:
         if v >= Version("0.9.1"):
             eng.log("INFO", "gpu_worker.py:298", f"Available KV cache memory: {_gib2(kv_bytes, v)} GiB")
         if blocks <= 0:
-            text = "No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when initializing the engine."
+            text = (
+                "No available memory for the cache blocks. Try increasing `gpu_memory_utilization` "
+                "when initializing the engine."
+            )
             if auto:
-                text = "Cannot auto-fit max_model_len: not enough GPU memory available to serve even a single token. Try increasing `gpu_memory_utilization`."
+                text = (
+                    "Cannot auto-fit max_model_len: not enough GPU memory available to serve even a "
+                    "single token. Try increasing `gpu_memory_utilization`."
+                )
             self._engine_error(f"ValueError: {text}", "ValueError")
             return 1
         if auto:
@@ -497,7 +503,8 @@ class Standin:
             eng.log(
                 "INFO",
                 "kv_cache_utils.py:1291",
-                f"{pool} KV cache size: {capacity:,} tokens, Maximum concurrency for {length:,} tokens per request: {concurrency:.2f}x",
+                f"{pool} KV cache size: {capacity:,} tokens, "
+                f"Maximum concurrency for {length:,} tokens per request: {concurrency:.2f}x",
             )
         else:
             eng.log("INFO", "kv_cache_utils.py:864", f"GPU KV cache size: {capacity:,} tokens")
@@ -541,7 +548,10 @@ class Standin:
             f"{'GB' if v < Version('0.8.3') else 'GiB'})."
         )
         estimate = f"Based on the available memory, the estimated maximum model length is {capacity}."
-        advice = "Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine."
+        advice = (
+            "Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing "
+            "the engine."
+        )
         docs = " See https://docs.vllm.ai/en/latest/configuration/conserving_memory/ for more details."
         if v < Version("0.8.4"):
             return f"{head} {advice}"

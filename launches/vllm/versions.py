@@ -54,7 +54,7 @@ def uses_legacy_rope_type_key(version: str) -> bool:
 
 
 def yarn_multiplies_length(version: str) -> bool:
-    """Up to 0.29.x vLLM derives the length as original × factor; from 0.30.0 it does not."""
+    """Up to 0.29.x vLLM derives the length as original x factor; from 0.30.0 it does not."""
     return not _at_least(version, "0.30.0")
 
 

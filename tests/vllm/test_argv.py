@@ -96,12 +96,12 @@ def test_a_yarn_factor_of_one_adds_no_rope_flags() -> None:
 
 
 def test_yarn_on_a_vllm_older_than_0_4_3_is_refused() -> None:
-    with pytest.raises(ArgvError, match="0.4.3 or later"):
+    with pytest.raises(ArgvError, match=r"0\.4\.3 or later"):
         build_argv(SERVE, OPTIONS, max_model_len=131072, vllm_version="0.4.2", yarn=YARN)
 
 
 def test_auto_length_on_a_vllm_older_than_0_14_is_refused() -> None:
-    with pytest.raises(ArgvError, match="0.14.0"):
+    with pytest.raises(ArgvError, match=r"0\.14\.0"):
         build_argv(SERVE, OPTIONS, max_model_len="auto", vllm_version="0.13.0")
 
 

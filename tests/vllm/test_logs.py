@@ -101,7 +101,8 @@ def test_the_0_7_gb_wording_is_read_like_gib() -> None:
             Outcome.WEIGHTS_DO_NOT_FIT,
         ),
         (
-            "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 518.00 MiB. GPU 0 has a total "
+            "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 518.00 MiB. GPU 0 has a "
+            "total "
             "capacty of 21.67 GiB",
             Outcome.WEIGHTS_DO_NOT_FIT,
         ),
@@ -150,7 +151,7 @@ def test_a_ready_v1_log_reports_capacity_concurrency_and_configured_length() -> 
     log = """(APIServer pid=1) INFO 10-03 16:22:00 [api_server.py:1839] vLLM API server version 0.10.2
 (APIServer pid=1) INFO 10-03 16:22:01 [config.py:1] Using max model len 32768
 (EngineCore_0 pid=2) INFO 10-03 16:22:17 [kv_cache_utils.py:864] GPU KV cache size: 42,656 tokens
-(EngineCore_0 pid=2) INFO 10-03 16:22:17 [kv_cache_utils.py:868] Maximum concurrency for 32,768 tokens per request: 1.30x
+(EngineCore_0 pid=2) INFO [kv_cache_utils.py:868] Maximum concurrency for 32,768 tokens per request: 1.30x
 (APIServer pid=1) INFO:     Application startup complete."""
     verdict = classify(log)
     assert verdict.outcome == Outcome.READY
@@ -171,7 +172,8 @@ def test_a_ready_v0_log_counts_blocks_of_sixteen_tokens() -> None:
 def test_an_auto_fit_start_is_ready_with_the_reduced_length() -> None:
     verdict = classify(
         [
-            "Auto-fit max_model_len: reduced from 40960 to 32640 to fit in available KV cache memory (1.0 GiB CPU)",
+            "Auto-fit max_model_len: reduced from 40960 to 32640 to fit in available KV cache memory "
+            "(1.0 GiB CPU)",
             "CPU KV cache size: 32,768 tokens, Maximum concurrency for 32,640 tokens per request: 1.00x",
             "INFO:     Application startup complete.",
         ]

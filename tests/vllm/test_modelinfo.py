@@ -120,7 +120,7 @@ def test_facts_survive_a_round_trip_through_a_dict() -> None:
 
 
 def test_a_directory_without_config_json_says_so(tmp_path: Path) -> None:
-    with pytest.raises(ModelConfigError, match="has no config.json"):
+    with pytest.raises(ModelConfigError, match=r"has no config\.json"):
         read_model_facts(str(tmp_path))
 
 

@@ -45,7 +45,7 @@ def finish(result: LaunchResult) -> None:
 
 
 def test_native_context_that_fits_starts_once_and_stores_the_kv_capacity() -> None:
-    result, events = launch("0.10.2", BIG_CARD)
+    result, _ = launch("0.10.2", BIG_CARD)
     try:
         assert result.outcome == "ready"
         assert [a.requested_len for a in result.attempts] == [40960]

@@ -31,7 +31,7 @@ def test_each_version_gets_its_yarn_flag_form(version: str, form: str) -> None:
 
 
 def test_yarn_before_0_4_3_is_a_clear_error() -> None:
-    with pytest.raises(VllmVersionError, match="0.4.3"):
+    with pytest.raises(VllmVersionError, match=r"0\.4\.3"):
         yarn_flag_form("0.4.2")
 
 
