@@ -234,3 +234,24 @@ def simulate_refusal_then_ready(launch: Launch, base: dt.datetime | None = None)
 
 
 YARN_OK = Decimal("2.0")
+
+
+def make_launch(config: LaunchConfig, user: User | None = None, **fields) -> Launch:
+    """A launch row as the site writes it, in whatever state the test needs."""
+    profile = config.gpu_profile()
+    values = {
+        "config": config,
+        "config_snapshot": config.snapshot(),
+        "host": config.host,
+        "model": config.model,
+        "gpu_profile": profile,
+        "requested_by": user,
+        "wanted_context": config.wanted_context(),
+        **fields,
+    }
+    return Launch.objects.create(**values)
+
+
+@pytest.fixture
+def launch(config, operator, profile) -> Launch:
+    return simulate_refusal_then_ready(make_launch(config, operator))
