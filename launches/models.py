@@ -419,6 +419,7 @@ class Launch(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name_plural = "launches"
         permissions = [("operate_launch", "Can launch, stop, test YaRN and re-detect limits")]
         indexes = [
             models.Index(fields=["status", "-created_at"], name="launch_status_created"),
