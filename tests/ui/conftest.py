@@ -7,10 +7,11 @@ but in no role). A launch's progress is simulated by writing the rows the contro
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group, Permission, User
 from django.utils import timezone
 
 from gpus.fingerprint import memory_fingerprint
@@ -26,9 +27,29 @@ def fast_hasher(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+def ensure_roles() -> None:
+    """Build the role groups as the data migrations do.
+
+    Transactional tests (the browser tests) empty every table afterwards, these groups included; a
+    reused test database may then lack them.
+    """
+    roles_migration = importlib.import_module("launches.migrations.0002_roles")
+    view = [(app, f"view_{model}") for app, models in roles_migration.VIEW_MODELS.items() for model in models]
+    view.append(("launches", "view_launchconfigchange"))
+
+    def permissions(pairs: list[tuple[str, str]]) -> list[Permission]:
+        return [Permission.objects.get(content_type__app_label=app, codename=code) for app, code in pairs]
+
+    Group.objects.get_or_create(name=VIEWERS)[0].permissions.set(permissions(view))
+    operators = Group.objects.get_or_create(name=OPERATORS)[0]
+    operators.permissions.set(permissions(view + roles_migration.OPERATOR_EXTRA))
+
+
 def make_user(username: str, group: str | None) -> User:
     user = User.objects.create_user(username, password=PASSWORD, is_staff=True)
     if group:
+        if not Group.objects.filter(name=group).exists():
+            ensure_roles()
         user.groups.add(Group.objects.get(name=group))
     return user
 
