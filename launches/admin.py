@@ -450,6 +450,8 @@ class LaunchAdmin(OperateActionsMixin, ReadOnlyAdmin):
     search_fields = ("=id", "config_snapshot__name", "model__source", "host__name", "reason")
     paginator = HistoryPaginator
     show_full_result_count = False
+    # "Show counts" would run one COUNT over the whole history per filter choice.
+    show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
     inlines = [LaunchAttemptInline]
     actions = ["stop_selected"]
@@ -547,6 +549,7 @@ class LaunchAttemptAdmin(ReadOnlyAdmin):
     list_select_related = ("launch",)
     paginator = HistoryPaginator
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
 
 
 @admin.register(LaunchEvent)
@@ -556,6 +559,7 @@ class LaunchEventAdmin(ReadOnlyAdmin):
     list_select_related = ("launch",)
     paginator = HistoryPaginator
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
 
 
 @admin.register(LaunchConfigChange)

@@ -151,3 +151,9 @@ def test_the_history_page_costs_the_same_queries_with_100000_launches(
         client.get(url, {"host__id__exact": config.host_id, "status__exact": "stopped"})
     sql = " ".join(query["sql"] for query in small.captured_queries).upper()
     assert "DISTINCT" not in sql, "no filter may read the distinct values of the history"
+
+
+def test_the_history_offers_no_facet_counts_that_would_scan_the_table(client, viewer, launch):
+    client.force_login(viewer)
+    html = client.get(reverse(CHANGELIST), {"_facets": "True"}).content.decode()
+    assert "Show counts" not in html
