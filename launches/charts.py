@@ -17,7 +17,8 @@ SAVED_COLOUR = "#417690"  # the admin's header blue: a start with the limit alre
 
 
 def _nice_ceiling(value: float) -> int:
-    for step in (10, 20, 30, 60, 90, 120, 180, 300, 600, 1200, 3600):
+    # Ceilings that split into four round ticks.
+    for step in (20, 40, 60, 80, 100, 120, 160, 200, 240, 400, 600, 1200, 2400, 3600):
         if value <= step:
             return step
     return int(value) + 1
