@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from gpus.fingerprint import memory_fingerprint
 
 
 class HostQuerySet(models.QuerySet["Host"]):
@@ -149,6 +153,24 @@ class ModelSpec(models.Model):
         return f"{self.source}@{self.revision}" if self.revision else self.source
 
 
+class DetectedLimitQuerySet(models.QuerySet["DetectedLimit"]):
+    def for_config(
+        self,
+        *,
+        profile: GpuProfile | int,
+        model: ModelSpec | int,
+        memory_options: Mapping[str, Any],
+        vllm_version: str,
+    ) -> DetectedLimitQuerySet:
+        """The limit learned for this GPU profile, model and memory fingerprint (at most one row).
+
+        Launching and the config form's preview both ask here, so the preview shows the very number
+        the next launch will start with.
+        """
+        fingerprint, _ = memory_fingerprint({**memory_options, "vllm_version": vllm_version})
+        return self.filter(profile=profile, model=model, fingerprint=fingerprint)
+
+
 class DetectedLimit(models.Model):
     """Model M with memory options O on GPU profile G (and vLLM version V) holds at most N tokens."""
 
@@ -171,6 +193,8 @@ class DetectedLimit(models.Model):
         "launches.Launch", on_delete=models.SET_NULL, null=True, blank=True, related_name="limits_learned"
     )
     learned_at = models.DateTimeField(default=timezone.now)
+
+    objects = DetectedLimitQuerySet.as_manager()
 
     class Meta:
         ordering = ["profile__name", "model__source"]

@@ -1,11 +1,155 @@
-from django.contrib import admin
+from __future__ import annotations
 
+import csv
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from gpus.models import ModelSpec
 from launches.admin_mixins import ReadOnlyAdmin, ReadOnlyInline
-from launches.models import Launch, LaunchAttempt, LaunchConfig, LaunchEvent
+from launches.history import EventKindFilter, HistoryPaginator, OutcomeFilter
+from launches.models import (
+    Launch,
+    LaunchAttempt,
+    LaunchConfig,
+    LaunchConfigChange,
+    LaunchEvent,
+    LaunchRefused,
+    validate_yarn_factor,
+)
+from launches.permissions import can_operate, can_view
+from launches.verdicts import OUTCOME_LABELS, describe_attempt
+
+# Fields of the config form that change the preview's hardware limit (they form the fingerprint).
+PREVIEW_FIELDS = (
+    "model",
+    "host",
+    "gpu_indices",
+    "gpu_memory_utilization",
+    "dtype",
+    "quantization",
+    "kv_cache_dtype",
+    "tensor_parallel_size",
+    "max_num_batched_tokens",
+    "enforce_eager",
+)
+
+
+class OperateActionsMixin:
+    """Actions that start or stop servers: offered to operators only, refused to anyone else.
+
+    The admin simply hides actions a user may not run; a forged POST of a hidden action would be
+    answered with the plain change list, which looks like success. Refuse it with a 403 instead.
+    """
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return can_operate(request.user)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        action = request.POST.get("action") if request.method == "POST" else None
+        if action and action not in self.get_actions(request):
+            raise PermissionDenied(f"You may not run the action {action!r}.")
+        return super().changelist_view(request, extra_context)
+
+
+def require_operator(request: HttpRequest) -> None:
+    if not can_operate(request.user):
+        raise PermissionDenied("Only operators may launch, stop, test YaRN or re-detect limits.")
+
+
+def live_url(launch: Launch) -> str:
+    return reverse("launches:live", args=[launch.pk])
+
+
+def stop_confirmation(
+    request: HttpRequest, model_admin: admin.ModelAdmin, launches: list[Launch], form_action: str = ""
+) -> TemplateResponse:
+    """The intermediate page, like the admin's delete confirmation: stopping ends running servers."""
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": "Are you sure?",
+        "opts": model_admin.model._meta,
+        "launches": launches,
+        "form_action": form_action,
+        "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        "selected_ids": request.POST.getlist(ACTION_CHECKBOX_NAME),
+        "action_name": request.POST.get("action", ""),
+    }
+    return TemplateResponse(request, "admin/launches/stop_confirmation.html", context)
+
+
+def stop_launches(request: HttpRequest, launches: Iterable[Launch]) -> int:
+    stopped = 0
+    for launch in launches:
+        try:
+            with transaction.atomic():
+                launch.request_stop(request.user)
+        except LaunchRefused as refusal:
+            messages.error(request, str(refusal))
+        else:
+            stopped += 1
+    if stopped:
+        messages.success(request, f"Asked the host to stop {stopped} launch{'es' if stopped != 1 else ''}.")
+    return stopped
+
+
+class LaunchConfigForm(forms.ModelForm):
+    # The form field carries the model's rule itself, so a bad factor gets one clear message (the
+    # model's decimal-places check would otherwise add a second, vaguer one).
+    yarn_factor = forms.DecimalField(
+        label="YaRN factor",
+        initial=Decimal("1.0"),
+        validators=[validate_yarn_factor],
+        widget=forms.NumberInput(attrs={"min": "1", "max": "8", "step": "0.5"}),
+        help_text="1.0 to 8.0 in steps of 0.5; the wanted context is native × factor.",
+    )
+
+    class Meta:
+        model = LaunchConfig
+        fields = (*PREVIEW_FIELDS, "name", "port", "served_model_name", "extra_args", "enable_yarn")
+        fields += ("yarn_factor", "context_cap")
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        # A factor kept while YaRN is off is allowed (it is ignored, and comes back when YaRN is
+        # switched on again); YaRN on with 1.0 would scale nothing and is most likely a mistake.
+        if cleaned.get("enable_yarn") and cleaned.get("yarn_factor") == Decimal("1.0"):
+            self.add_error("yarn_factor", "With YaRN on, choose a factor above 1.0 (1.0 scales nothing).")
+        return cleaned
+
+
+class PreviewForm(forms.ModelForm):
+    """The fields that decide which learned limit applies; read from the form being edited."""
+
+    class Meta:
+        model = LaunchConfig
+        fields = PREVIEW_FIELDS
+
+
+class LaunchConfigChangeInline(ReadOnlyInline):
+    model = LaunchConfigChange
+    fields = ("changed_at", "user", "field", "old_value", "new_value")
+    readonly_fields = fields
+    show_change_link = False
+    verbose_name_plural = "change history"
+    classes = ("collapse",)
 
 
 @admin.register(LaunchConfig)
-class LaunchConfigAdmin(admin.ModelAdmin):
+class LaunchConfigAdmin(OperateActionsMixin, admin.ModelAdmin):
+    form = LaunchConfigForm
     list_display = (
         "name",
         "model",
@@ -19,7 +163,6 @@ class LaunchConfigAdmin(admin.ModelAdmin):
     list_filter = ("host", "enable_yarn")
     list_select_related = ("model", "host")
     search_fields = ("name", "model__source", "host__name")
-    autocomplete_fields = ()
     readonly_fields = ("created_by", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("name", "model", "host", "gpu_indices", "port", "served_model_name")}),
@@ -38,33 +181,246 @@ class LaunchConfigAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Context", {"fields": ("enable_yarn", "yarn_factor", "context_cap")}),
+        ("Context", {"fields": ("enable_yarn", "yarn_factor", "context_cap"), "classes": ("yarn-block",)}),
         ("Record", {"fields": ("created_by", "created_at", "updated_at")}),
     )
+    inlines = [LaunchConfigChangeInline]
+    actions = ["launch_selected", "test_yarn_selected", "redetect_selected", "stop_selected"]
+
+    class Media:
+        js = ("launches/config_form.js",)
+        css = {"all": ("launches/launches.css",)}
+
+    # -- saving and its history ------------------------------------------------------------------
 
     def save_model(self, request, obj, form, change) -> None:
         if not change:
             obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+            super().save_model(request, obj, form, change)
+            return
+        with transaction.atomic():
+            # Lock the row so two concurrent saves each record what they really replaced.
+            before = LaunchConfig.objects.select_for_update().select_related("model", "host").get(pk=obj.pk)
+            super().save_model(request, obj, form, change)
+            LaunchConfigChange.record(before, obj, request.user)
+
+    # -- pages -------------------------------------------------------------------------------------
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        info = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("preview.json", wrap(self.preview_view), name=f"{info}_preview"),
+            path("<path:object_id>/launch/", wrap(self.launch_view), name=f"{info}_launch"),
+            path("<path:object_id>/test-yarn/", wrap(self.test_yarn_view), name=f"{info}_test_yarn"),
+            path("<path:object_id>/redetect/", wrap(self.redetect_view), name=f"{info}_redetect"),
+            path("<path:object_id>/stop/", wrap(self.stop_view), name=f"{info}_stop"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        config = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if config is not None:
+            extra.update(
+                can_operate=can_operate(request.user),
+                active_launches=list(config.launches.active().select_related("host")),
+                preview_initial=self.preview_data(config),
+            )
+        return super().change_view(request, object_id, form_url, extra)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        extra = {**(extra_context or {}), "preview_initial": self.preview_data(None)}
+        return super().add_view(request, form_url, extra)
+
+    @staticmethod
+    def preview_data(config: LaunchConfig | None) -> dict:
+        """What the YaRN preview needs that the form does not hold: native context and learned limit."""
+        data: dict = {"native_context": None, "hw_limit": None, "profile": None, "model": None}
+        if config is None or not config.model_id:
+            return data
+        data["model"] = str(config.model)
+        data["native_context"] = config.model.native_context
+        profile = config.gpu_profile() if config.host_id else None
+        if profile is not None:
+            data["profile"] = str(profile)
+            limit = config.detected_limit(profile)
+            data["hw_limit"] = limit.max_model_len if limit else None
+        data["enable_yarn"] = config.enable_yarn
+        data["yarn_factor"] = float(config.yarn_factor)
+        data["context_cap"] = config.context_cap
+        return data
+
+    def preview_view(self, request: HttpRequest) -> JsonResponse:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        form = PreviewForm(request.GET)
+        form.is_valid()  # fills form.instance with whatever parsed; an incomplete form still previews
+        config = form.instance
+        model_id = request.GET.get("model", "")
+        if not config.model_id and model_id.isdigit():
+            config.model = ModelSpec.objects.filter(pk=model_id).first()
+        data = self.preview_data(config if config.model_id else None)
+        if config.model_id and not form.is_valid():
+            data["problem"] = "Fix the highlighted fields to see the hardware limit."
+        return JsonResponse(data)
+
+    def _start(self, request: HttpRequest, object_id: str, kind: str) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:launches_launchconfig_change", args=[object_id]))
+        require_operator(request)
+        config = get_object_or_404(LaunchConfig.objects.select_related("model", "host"), pk=object_id)
+        try:
+            launch = Launch.objects.start(config, request.user, kind)
+        except LaunchRefused as refusal:
+            messages.error(request, str(refusal))
+            return HttpResponseRedirect(reverse("admin:launches_launchconfig_change", args=[config.pk]))
+        messages.success(request, f"{launch.get_kind_display()} #{launch.pk} queued on {config.host}.")
+        return HttpResponseRedirect(live_url(launch))
+
+    def launch_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._start(request, object_id, Launch.Kind.LAUNCH)
+
+    def test_yarn_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._start(request, object_id, Launch.Kind.TEST_YARN)
+
+    def redetect_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._start(request, object_id, Launch.Kind.REDETECT)
+
+    def stop_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        require_operator(request)
+        config = get_object_or_404(LaunchConfig, pk=object_id)
+        change_url = reverse("admin:launches_launchconfig_change", args=[config.pk])
+        active = list(config.launches.active().select_related("host"))
+        if not active:
+            messages.error(request, f"Nothing of {config} is running or starting.")
+            return HttpResponseRedirect(change_url)
+        if request.method == "POST" and request.POST.get("post") == "yes":
+            stop_launches(request, active)
+            return HttpResponseRedirect(change_url)
+        return stop_confirmation(request, self, active)
+
+    # -- list actions --------------------------------------------------------------------------------
+
+    def _start_many(self, request: HttpRequest, queryset: QuerySet, kind: str) -> HttpResponse | None:
+        started: list[Launch] = []
+        for config in queryset.select_related("model", "host"):
+            try:
+                started.append(Launch.objects.start(config, request.user, kind))
+            except LaunchRefused as refusal:
+                messages.error(request, f"{config}: {refusal}")
+        if len(started) == 1:
+            return HttpResponseRedirect(live_url(started[0]))
+        if started:
+            links = format_html_join(", ", '<a href="{}">#{}</a>', ((live_url(x), x.pk) for x in started))
+            messages.success(request, format_html("Queued {}.", links))
+        return None
+
+    @admin.action(description="Launch selected configs", permissions=["operate"])
+    def launch_selected(self, request, queryset):
+        return self._start_many(request, queryset, Launch.Kind.LAUNCH)
+
+    @admin.action(description="Test YaRN with selected configs", permissions=["operate"])
+    def test_yarn_selected(self, request, queryset):
+        return self._start_many(request, queryset, Launch.Kind.TEST_YARN)
+
+    @admin.action(description="Re-detect the limit of selected configs", permissions=["operate"])
+    def redetect_selected(self, request, queryset):
+        return self._start_many(request, queryset, Launch.Kind.REDETECT)
+
+    @admin.action(description="Stop the servers of selected configs…", permissions=["operate"])
+    def stop_selected(self, request, queryset):
+        active = list(Launch.objects.active().filter(config__in=queryset).select_related("host"))
+        if not active:
+            messages.error(request, "None of the selected configs is running or starting.")
+            return None
+        if request.POST.get("post") == "yes":
+            stop_launches(request, active)
+            return None
+        return stop_confirmation(request, self, active)
 
 
 class LaunchAttemptInline(ReadOnlyInline):
     model = LaunchAttempt
     fields = (
         "number",
-        "requested_len",
-        "requested_auto",
-        "outcome",
-        "parsed_len",
+        "requested",
+        "outcome_label",
+        "verdict",
         "exit_code",
-        "started_at",
-        "ended_at",
+        "duration_display",
+        "argv_display",
+        "log_tail_display",
     )
     readonly_fields = fields
+    show_change_link = False
+
+    @admin.display(description="requested")
+    def requested(self, obj: LaunchAttempt) -> str:
+        return "auto" if obj.requested_auto else (f"{obj.requested_len:,}" if obj.requested_len else "—")
+
+    @admin.display(description="outcome")
+    def outcome_label(self, obj: LaunchAttempt) -> str:
+        return OUTCOME_LABELS.get(obj.outcome, obj.outcome or "—")
+
+    @admin.display(description="verdict")
+    def verdict(self, obj: LaunchAttempt) -> str:
+        if not obj.outcome:
+            return "running…"
+        return describe_attempt(obj.outcome, obj.requested_len, obj.parsed_len, obj.exit_code)
+
+    @admin.display(description="time")
+    def duration_display(self, obj: LaunchAttempt) -> str:
+        return "—" if obj.duration is None else f"{obj.duration:.1f} s"
+
+    @admin.display(description="argv")
+    def argv_display(self, obj: LaunchAttempt) -> str:
+        return format_html(
+            '<details><summary>{} arguments</summary><code class="argv">{}</code></details>',
+            len(obj.argv),
+            " ".join(map(str, obj.argv)),
+        )
+
+    @admin.display(description="log tail")
+    def log_tail_display(self, obj: LaunchAttempt) -> str:
+        if not obj.log_tail:
+            return "—"
+        lines = obj.log_tail.count("\n") + 1
+        return format_html(
+            '<details><summary>{} lines</summary><pre class="log-tail">{}</pre></details>',
+            lines,
+            obj.log_tail,
+        )
+
+
+class CsvEcho:
+    """A file-like object for csv.writer that hands each row back instead of storing it."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+CSV_COLUMNS = (
+    ("id", "id"),
+    ("created_at", "created_at"),
+    ("kind", "kind"),
+    ("status", "status"),
+    ("outcome", "outcome"),
+    ("host", "host__name"),
+    ("gpu_profile", "gpu_profile__name"),
+    ("model", "model__source"),
+    ("requested_by", "requested_by__username"),
+    ("known_limit", "known_limit"),
+    ("wanted_context", "wanted_context"),
+    ("context_length", "context_length"),
+    ("ready_at", "ready_at"),
+    ("ended_at", "ended_at"),
+    ("reason", "reason"),
+)
 
 
 @admin.register(Launch)
-class LaunchAdmin(ReadOnlyAdmin):
+class LaunchAdmin(OperateActionsMixin, ReadOnlyAdmin):
     list_display = (
         "id",
         "kind",
@@ -76,23 +432,139 @@ class LaunchAdmin(ReadOnlyAdmin):
         "context_length",
         "requested_by",
         "created_at",
+        "live_link",
     )
-    list_filter = ("status", "kind", "outcome", "host", "gpu_profile", "model", "created_at")
+    # No date_hierarchy and no filter that reads distinct values of the launch table: each of those is
+    # a full scan of the history on every page. Related filters read only the small related tables.
+    list_filter = (
+        "status",
+        "kind",
+        OutcomeFilter,
+        "host",
+        "gpu_profile",
+        "model",
+        ("requested_by", admin.RelatedFieldListFilter),
+        "created_at",
+    )
     list_select_related = ("host", "model", "gpu_profile", "requested_by")
-    search_fields = ("config_snapshot__name", "model__source", "host__name", "reason")
-    date_hierarchy = "created_at"
+    search_fields = ("=id", "config_snapshot__name", "model__source", "host__name", "reason")
+    paginator = HistoryPaginator
+    show_full_result_count = False
+    # "Show counts" would run one COUNT over the whole history per filter choice.
+    show_facets = admin.ShowFacets.NEVER
+    list_per_page = 50
     inlines = [LaunchAttemptInline]
+    actions = ["stop_selected"]
+    fields = (
+        "kind",
+        "status",
+        "reason",
+        "outcome",
+        "config",
+        "host",
+        "model",
+        "gpu_profile",
+        "requested_by",
+        "known_limit",
+        "wanted_context",
+        "context_length",
+        "learned_limit",
+        "kv_capacity_tokens",
+        "server_url",
+        "created_at",
+        "started_at",
+        "ready_at",
+        "ended_at",
+        "config_snapshot",
+    )
+    readonly_fields = fields
+
+    class Media:
+        css = {"all": ("launches/launches.css",)}
+
+    @admin.display(description="live")
+    def live_link(self, obj: Launch) -> str:
+        return format_html('<a href="{}">watch</a>', live_url(obj))
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        info = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("export.csv", wrap(self.export_csv_view), name=f"{info}_export"),
+            path("<path:object_id>/stop/", wrap(self.stop_view), name=f"{info}_stop"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra = {**(extra_context or {}), "can_operate": can_operate(request.user)}
+        return super().change_view(request, object_id, form_url, extra)
+
+    @admin.action(description="Stop selected launches…", permissions=["operate"])
+    def stop_selected(self, request, queryset):
+        active = list(queryset.filter(status__in=Launch.Status.active()).select_related("host"))
+        if not active:
+            messages.error(request, "None of the selected launches is running or starting.")
+            return None
+        if request.POST.get("post") == "yes":
+            stop_launches(request, active)
+            return None
+        return stop_confirmation(request, self, active)
+
+    def stop_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        require_operator(request)
+        launch = get_object_or_404(Launch.objects.select_related("host"), pk=object_id)
+        change_url = reverse("admin:launches_launch_change", args=[launch.pk])
+        if launch.is_terminal:
+            messages.error(request, f"Launch #{launch.pk} has already ended ({launch.get_status_display()}).")
+            return HttpResponseRedirect(change_url)
+        if request.method == "POST" and request.POST.get("post") == "yes":
+            stop_launches(request, [launch])
+            return HttpResponseRedirect(change_url)
+        return stop_confirmation(request, self, [launch])
+
+    def export_csv_view(self, request: HttpRequest) -> StreamingHttpResponse:
+        """The change list's current filters and search, as CSV, streamed row by row."""
+        if not can_view(request.user):
+            raise PermissionDenied
+        changelist = self.get_changelist_instance(request)
+        queryset = changelist.get_queryset(request)
+        rows = queryset.values_list(*(column for _, column in CSV_COLUMNS)).iterator(chunk_size=2000)
+        writer = csv.writer(CsvEcho())
+
+        def stream() -> Iterator[str]:
+            yield writer.writerow([name for name, _ in CSV_COLUMNS])
+            for row in rows:
+                yield writer.writerow(row)
+
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response = StreamingHttpResponse(stream(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="launches-{stamp}.csv"'
+        return response
 
 
 @admin.register(LaunchAttempt)
 class LaunchAttemptAdmin(ReadOnlyAdmin):
     list_display = ("launch", "number", "requested_len", "outcome", "parsed_len", "exit_code", "started_at")
-    list_filter = ("outcome",)
+    list_filter = (OutcomeFilter,)
     list_select_related = ("launch",)
+    paginator = HistoryPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
 
 
 @admin.register(LaunchEvent)
 class LaunchEventAdmin(ReadOnlyAdmin):
     list_display = ("launch", "seq", "kind", "emitted_at", "received_at")
-    list_filter = ("kind",)
+    list_filter = (EventKindFilter,)
     list_select_related = ("launch",)
+    paginator = HistoryPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+
+
+@admin.register(LaunchConfigChange)
+class LaunchConfigChangeAdmin(ReadOnlyAdmin):
+    list_display = ("changed_at", "config", "user", "field", "old_value", "new_value")
+    list_filter = ("config", "field", ("user", admin.RelatedFieldListFilter))
+    list_select_related = ("config", "user")
+    search_fields = ("config__name", "field", "old_value", "new_value")

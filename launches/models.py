@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from gpus.fingerprint import memory_fingerprint
-from gpus.models import DetectedLimit, Gpu
+from gpus.models import DetectedLimit, Gpu, GpuProfile
 from launches.vllm.flags import ExtraArgsError, parse_extra_args
 
 YARN_FACTORS = tuple(Decimal(f"{step / 2:.1f}") for step in range(2, 17))  # 1.0, 1.5, ... 8.0
@@ -181,6 +181,38 @@ class LaunchConfig(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    def gpu_profile(self) -> GpuProfile | None:
+        """The kind of GPU this config would run on, from the cards its host last reported.
+
+        None when the host has not reported these cards or they are of different kinds (a launch
+        would be refused then, with the reason; the preview just says the limit is unknown).
+        """
+        if not self.host_id:
+            return None
+        try:
+            indices = self.gpu_index_list
+        except ValueError:
+            return None
+        cards = list(
+            Gpu.objects.current().filter(host_id=self.host_id, index__in=indices).select_related("profile")
+        )
+        profiles = {card.profile for card in cards}
+        if len(cards) != len(set(indices)) or len(profiles) != 1:
+            return None
+        return profiles.pop()
+
+    def detected_limit(self, profile: GpuProfile | None = None) -> DetectedLimit | None:
+        """What was learned for this GPU profile, model and memory options (what a launch starts with)."""
+        profile = profile or self.gpu_profile()
+        if profile is None or not self.model_id:
+            return None
+        return DetectedLimit.objects.for_config(
+            profile=profile,
+            model=self.model_id,
+            memory_options=self.memory_options(),
+            vllm_version=self.host.vllm_version,
+        ).first()
+
     def memory_options(self) -> dict:
         """The options that take part in the memory fingerprint (the vLLM version is added per host)."""
         return {
@@ -259,8 +291,11 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
         profile = cards[0].profile
         known = None
         if kind != Launch.Kind.REDETECT:
-            known = DetectedLimit.objects.filter(
-                profile=profile, model=config.model, fingerprint=fingerprint
+            known = DetectedLimit.objects.for_config(
+                profile=profile,
+                model=config.model,
+                memory_options=config.memory_options(),
+                vllm_version=host.vllm_version,
             ).first()
         snapshot = config.snapshot()
         with transaction.atomic():
@@ -385,6 +420,7 @@ class Launch(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name_plural = "launches"
         permissions = [("operate_launch", "Can launch, stop, test YaRN and re-detect limits")]
         indexes = [
             models.Index(fields=["status", "-created_at"], name="launch_status_created"),
@@ -485,3 +521,56 @@ class LaunchEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.launch_id}.{self.seq} {self.kind}"
+
+
+class LaunchConfigChange(models.Model):
+    """One field of a launch config changed by one user: the audit trail shown on the config page.
+
+    Written by the admin when a config is saved (compared with the row in the database, not with the
+    form's initial values, so a concurrent edit is recorded against what was really replaced).
+    """
+
+    config = models.ForeignKey(LaunchConfig, on_delete=models.CASCADE, related_name="changes")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    changed_at = models.DateTimeField(default=timezone.now, db_index=True)
+    field = models.CharField(max_length=100)
+    old_value = models.TextField(blank=True)
+    new_value = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        verbose_name = "config change"
+        indexes = [models.Index(fields=["config", "-changed_at"], name="configchange_config_changed")]
+
+    def __str__(self) -> str:
+        return f"{self.config_id}.{self.field} by {self.user_id} at {self.changed_at:%Y-%m-%d %H:%M}"
+
+    @classmethod
+    def tracked_fields(cls) -> list[str]:
+        """Every editable field of a config; bookkeeping fields are not changes an operator makes."""
+        skip = {"id", "created_by", "created_at", "updated_at"}
+        return [f.name for f in LaunchConfig._meta.concrete_fields if f.name not in skip]
+
+    @classmethod
+    def display_value(cls, config: LaunchConfig, field_name: str) -> str:
+        value = getattr(config, field_name)
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        return str(value)
+
+    @classmethod
+    def record(cls, before: LaunchConfig, after: LaunchConfig, user) -> list[LaunchConfigChange]:
+        """Store one row per field whose shown value differs between the saved row and the new one."""
+        now = timezone.now()
+        rows = []
+        for name in cls.tracked_fields():
+            old, new = cls.display_value(before, name), cls.display_value(after, name)
+            if old != new:
+                rows.append(
+                    cls(config=after, user=user, changed_at=now, field=name, old_value=old, new_value=new)
+                )
+        return cls.objects.bulk_create(rows)

@@ -1,0 +1,80 @@
+"""Plain words for what happened to an attempt, as the live page and the history show it.
+
+Plain Python, no Django: it takes the numbers of an ``attempt_finished`` event. The outcome names are
+those of the launcher's log classifier (``launches.vllm.logs.Outcome``); an unknown one is shown as
+given rather than hidden, so a new outcome from a newer worker is still readable.
+"""
+
+from __future__ import annotations
+
+OUTCOME_LABELS: dict[str, str] = {
+    "ready": "Ready",
+    "context_too_long": "Context too long for the KV cache",
+    "auto_fit": "Auto-fitted",
+    "gpu_busy": "GPU busy",
+    "weights_do_not_fit": "Weights do not fit",
+    "length_above_model": "Length above the model's maximum",
+    "port_in_use": "Port in use",
+    "model_not_found": "Model not found",
+    "crashed": "Crashed",
+    "timeout": "Timed out",
+    "cancelled": "Cancelled",
+}
+
+
+def tokens(value: int | None) -> str:
+    return "an unknown number of" if value is None else f"{value:,}"
+
+
+def describe_attempt(
+    outcome: str,
+    requested_len: int | None,
+    parsed_len: int | None = None,
+    exit_code: int | None = None,
+    next_len: int | None = None,
+) -> str:
+    """One sentence: what vLLM said, and what the launcher does about it.
+
+    ``next_len`` is the length of the attempt that followed, when there was one: it is what really
+    happened, so it is preferred over guessing the policy's next step.
+    """
+    asked = "the automatic length" if requested_len is None else f"{requested_len:,} tokens"
+    restart = f" — restarting with {next_len:,}" if next_len else ""
+    if outcome == "ready":
+        served = parsed_len or requested_len
+        return f"vLLM is ready with {tokens(served)} tokens of context."
+    if outcome == "context_too_long":
+        if parsed_len:
+            return f"KV cache too small for {asked}; vLLM says {parsed_len:,} fit{restart}"
+        return f"KV cache too small for {asked}; vLLM printed no length that fits{restart}"
+    if outcome == "auto_fit":
+        return f"vLLM's auto-fit reduced the length to {tokens(parsed_len)} tokens{restart}"
+    if outcome == "gpu_busy":
+        return (
+            "The GPU is busy: another process holds memory vLLM needs. "
+            "This says nothing about the context, so no limit was learned."
+        )
+    if outcome == "weights_do_not_fit":
+        return "The model's weights do not fit in this GPU's memory; no context length can help."
+    if outcome == "length_above_model":
+        return f"{asked.capitalize()} is above what the model allows; enable YaRN or lower the cap{restart}"
+    if outcome == "port_in_use":
+        return "The port is already in use on the host; choose another port in the config."
+    if outcome == "model_not_found":
+        return "vLLM could not find the model; check its repo id, revision or local path."
+    if outcome == "timeout":
+        return "vLLM did not become ready in time and was stopped."
+    if outcome == "cancelled":
+        return "Stopped on request."
+    if outcome == "crashed":
+        code = "" if exit_code is None else f" (exit code {exit_code})"
+        return f"vLLM exited{code} for a reason the launcher does not recognise; see the log tail."
+    label = OUTCOME_LABELS.get(outcome, outcome or "unknown")
+    return f"Attempt ended: {label}{restart}"
+
+
+def format_k(value: int | None) -> str:
+    """40,960 -> '40K', as the context preview prints lengths (K = 1,024 tokens, as vLLM counts)."""
+    if value is None:
+        return "?"
+    return f"{value / 1024:.0f}K" if value % 1024 == 0 or value >= 10 * 1024 else f"{value / 1024:.1f}K"

@@ -1,0 +1,149 @@
+"""The pages the admin cannot be: the live launch page, its event feed, and the fleet dashboard."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from gpus.models import DetectedLimit, Host
+from launches.charts import time_to_ready_chart
+from launches.models import Launch, LaunchEvent
+from launches.permissions import can_operate, can_view
+from launches.verdicts import describe_attempt
+
+# One answer carries at most this many events; the page asks again at once when there were more.
+EVENTS_PER_ANSWER = 500
+
+
+def require_viewer(request: HttpRequest) -> None:
+    if not can_view(request.user):
+        raise PermissionDenied("You have no role that may see launches; ask an administrator.")
+
+
+@never_cache
+@login_required
+@require_GET
+def live(request: HttpRequest, pk: int) -> HttpResponse:
+    require_viewer(request)
+    launch = get_object_or_404(
+        Launch.objects.select_related("host", "model", "gpu_profile", "requested_by"), pk=pk
+    )
+    context = {
+        **admin.site.each_context(request),
+        "title": f"Launch #{launch.pk}: {launch.config_snapshot.get('name', launch.model)}",
+        "launch": launch,
+        "opts": Launch._meta,
+        "can_operate": can_operate(request.user),
+        "events_url": reverse("launches:events", args=[launch.pk]),
+    }
+    return TemplateResponse(request, "launches/live.html", context)
+
+
+def _started_lengths(launch: Launch) -> dict[int, int | None]:
+    """Attempt number -> the length it asked for, from the attempt_started events."""
+    started = LaunchEvent.objects.filter(launch=launch, kind="attempt_started").values_list("data", flat=True)
+    return {data.get("attempt"): data.get("requested_len") for data in started}
+
+
+def event_json(event: LaunchEvent, started: dict[int, int | None]) -> dict:
+    data = dict(event.data)
+    item = {"seq": event.seq, "kind": event.kind, "data": data, "at": event.received_at.isoformat()}
+    if event.kind == "attempt_finished":
+        number = data.get("attempt")
+        item["verdict"] = describe_attempt(
+            data.get("outcome", ""),
+            data.get("requested_len", started.get(number)),
+            data.get("parsed_len"),
+            data.get("exit_code"),
+            next_len=started.get(number + 1) if isinstance(number, int) else None,
+        )
+    return item
+
+
+@never_cache
+@login_required
+@require_GET
+def events(request: HttpRequest, pk: int) -> JsonResponse:
+    """Events after ``?after=<seq>``, and the launch's state: what the live page polls."""
+    require_viewer(request)
+    launch = get_object_or_404(Launch, pk=pk)
+    try:
+        after = max(int(request.GET.get("after", "0")), 0)
+    except ValueError:
+        after = 0
+    batch = list(LaunchEvent.objects.filter(launch=launch, seq__gt=after).order_by("seq")[:EVENTS_PER_ANSWER])
+    started = _started_lengths(launch) if any(e.kind == "attempt_finished" for e in batch) else {}
+    return JsonResponse(
+        {
+            "status": launch.status,
+            "status_display": launch.get_status_display(),
+            "terminal": launch.is_terminal,
+            "reason": launch.reason,
+            "server_url": launch.server_url,
+            "context_length": launch.context_length,
+            "kv_capacity_tokens": launch.kv_capacity_tokens,
+            "events": [event_json(event, started) for event in batch],
+            "last_seq": batch[-1].seq if batch else after,
+            "more": len(batch) == EVENTS_PER_ANSWER,
+        }
+    )
+
+
+@never_cache
+@login_required
+@require_GET
+def fleet(request: HttpRequest) -> HttpResponse:
+    """Hosts, what runs on them, what was learned per GPU, and how long starts take."""
+    require_viewer(request)
+    hosts = list(Host.objects.prefetch_related("gpus__profile").order_by("name"))
+    running = list(Launch.objects.running().select_related("host", "model", "gpu_profile", "requested_by"))
+    by_host: dict[int, list[Launch]] = {}
+    for launch in running:
+        by_host.setdefault(launch.host_id, []).append(launch)
+    cards = []
+    for host in hosts:
+        current = [gpu for gpu in host.gpus.all() if gpu.retired_at is None]
+        cards.append(
+            {
+                "host": host,
+                "gpus": sorted(current, key=lambda gpu: gpu.index),
+                "memory_total_mib": sum(gpu.profile.memory_total_mib for gpu in current),
+                "memory_free_mib": sum(gpu.memory_free_mib or 0 for gpu in current),
+                "running": by_host.get(host.pk, []),
+            }
+        )
+    limits = []
+    for limit in DetectedLimit.objects.select_related("profile", "model").order_by(
+        "profile__name", "model__source"
+    ):
+        native = limit.model.native_context
+        limits.append(
+            {
+                "limit": limit,
+                "native": native,
+                # How far YaRN can stretch the native context before the hardware limit caps it.
+                "max_factor": (limit.max_model_len / native) if native else None,
+            }
+        )
+    recent_ready = list(
+        Launch.objects.filter(ready_at__isnull=False)
+        .select_related("model")
+        .only("id", "created_at", "ready_at", "known_limit", "model__source", "config_snapshot")
+        .order_by("-created_at")[:60]
+    )
+    context = {
+        **admin.site.each_context(request),
+        "title": "Fleet",
+        "cards": cards,
+        "limits": limits,
+        "chart": time_to_ready_chart(list(reversed(recent_ready))),
+        "running_count": len(running),
+    }
+    return TemplateResponse(request, "launches/fleet.html", context)

@@ -1,0 +1,278 @@
+"""Personas and a small fleet for the admin UI tests.
+
+Three personas take part in every permission test: an operator, a viewer, and an outsider (staff,
+but in no role). A launch's progress is simulated by writing the rows the control worker writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import Group, Permission, User
+from django.utils import timezone
+
+from gpus.fingerprint import memory_fingerprint
+from gpus.models import DetectedLimit, Gpu, GpuProfile, Host, ModelSpec
+from launches.models import Launch, LaunchAttempt, LaunchConfig, LaunchEvent
+from launches.permissions import OPERATORS, VIEWERS
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def fast_hasher(settings) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def ensure_roles() -> None:
+    """Build the role groups as the data migrations do.
+
+    Transactional tests (the browser tests) empty every table afterwards, these groups included; a
+    reused test database may then lack them.
+    """
+    roles_migration = importlib.import_module("launches.migrations.0002_roles")
+    view = [(app, f"view_{model}") for app, models in roles_migration.VIEW_MODELS.items() for model in models]
+    view.append(("launches", "view_launchconfigchange"))
+
+    def permissions(pairs: list[tuple[str, str]]) -> list[Permission]:
+        return [Permission.objects.get(content_type__app_label=app, codename=code) for app, code in pairs]
+
+    Group.objects.get_or_create(name=VIEWERS)[0].permissions.set(permissions(view))
+    operators = Group.objects.get_or_create(name=OPERATORS)[0]
+    operators.permissions.set(permissions(view + roles_migration.OPERATOR_EXTRA))
+
+
+def make_user(username: str, group: str | None) -> User:
+    user = User.objects.create_user(username, password=PASSWORD, is_staff=True)
+    if group:
+        if not Group.objects.filter(name=group).exists():
+            ensure_roles()
+        user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def operator(db) -> User:
+    return make_user("olga", OPERATORS)
+
+
+@pytest.fixture
+def viewer(db) -> User:
+    return make_user("victor", VIEWERS)
+
+
+@pytest.fixture
+def outsider(db) -> User:
+    return make_user("oscar", None)
+
+
+@pytest.fixture
+def personas(operator, viewer, outsider) -> dict[str, User]:
+    return {"operator": operator, "viewer": viewer, "outsider": outsider}
+
+
+@pytest.fixture
+def host(db) -> Host:
+    return Host.objects.create(name="desk-3060", vllm_version="0.10.1", last_heartbeat=timezone.now())
+
+
+@pytest.fixture
+def profile(db) -> GpuProfile:
+    return GpuProfile.objects.create(name="NVIDIA GeForce RTX 3060", memory_total_mib=12288)
+
+
+@pytest.fixture
+def gpu(host, profile) -> Gpu:
+    return Gpu.objects.create(host=host, index=0, uuid="GPU-1111", profile=profile, memory_free_mib=11800)
+
+
+@pytest.fixture
+def model_spec(db) -> ModelSpec:
+    return ModelSpec.objects.create(source="Qwen/Qwen3-8B-AWQ", native_context=40960)
+
+
+@pytest.fixture
+def config(model_spec, host, gpu, operator) -> LaunchConfig:
+    return LaunchConfig.objects.create(
+        name="qwen-desk", model=model_spec, host=host, quantization="awq", created_by=operator
+    )
+
+
+def learn_limit(config: LaunchConfig, profile: GpuProfile, tokens: int = 26624) -> DetectedLimit:
+    fingerprint, fields = memory_fingerprint(
+        {**config.memory_options(), "vllm_version": config.host.vllm_version}
+    )
+    return DetectedLimit.objects.create(
+        profile=profile,
+        model=config.model,
+        fingerprint=fingerprint,
+        fingerprint_fields=fields,
+        vllm_version=config.host.vllm_version,
+        max_model_len=tokens,
+        learned_from=DetectedLimit.LearnedFrom.REFUSAL,
+    )
+
+
+def form_data(config: LaunchConfig, **changes) -> dict:
+    """The config change form as a browser would post it, with some fields changed."""
+    data = {
+        "name": config.name,
+        "model": config.model_id,
+        "host": config.host_id,
+        "gpu_indices": config.gpu_indices,
+        "port": config.port,
+        "served_model_name": config.served_model_name,
+        "gpu_memory_utilization": config.gpu_memory_utilization,
+        "dtype": config.dtype,
+        "quantization": config.quantization,
+        "kv_cache_dtype": config.kv_cache_dtype,
+        "tensor_parallel_size": config.tensor_parallel_size,
+        "max_num_batched_tokens": config.max_num_batched_tokens or "",
+        "extra_args": config.extra_args,
+        "yarn_factor": str(config.yarn_factor),
+        "context_cap": config.context_cap or "",
+        "changes-TOTAL_FORMS": "0",
+        "changes-INITIAL_FORMS": "0",
+        "changes-MIN_NUM_FORMS": "0",
+        "changes-MAX_NUM_FORMS": "0",
+    }
+    if config.enforce_eager:
+        data["enforce_eager"] = "on"
+    if config.enable_yarn:
+        data["enable_yarn"] = "on"
+    for name, value in changes.items():
+        if value is None:
+            data.pop(name, None)
+        else:
+            data[name] = value
+    return data
+
+
+def simulate_refusal_then_ready(launch: Launch, base: dt.datetime | None = None) -> Launch:
+    """Write the events and attempts of a first detection: refusal at 40,960, ready at 26,624."""
+    base = base or timezone.now()
+    argv = ["vllm", "serve", "Qwen/Qwen3-8B-AWQ", "--port", "8000"]
+    events = [
+        (
+            "attempt_started",
+            {"attempt": 1, "requested_len": 40960, "argv": [*argv, "--max-model-len", "40960"]},
+        ),
+        (
+            "log",
+            {
+                "attempt": 1,
+                "lines": ["INFO Loading weights", "ERROR ... estimated maximum model length is 26624"],
+            },
+        ),
+        (
+            "attempt_finished",
+            {
+                "attempt": 1,
+                "outcome": "context_too_long",
+                "parsed_len": 26624,
+                "exit_code": 1,
+                "message": "KV cache too small",
+                "log_tail": "ERROR ... estimated maximum model length is 26624",
+                "started_at": base.isoformat(),
+                "ended_at": (base + dt.timedelta(seconds=31)).isoformat(),
+            },
+        ),
+        (
+            "attempt_started",
+            {"attempt": 2, "requested_len": 26624, "argv": [*argv, "--max-model-len", "26624"]},
+        ),
+        ("log", {"attempt": 2, "lines": ["INFO Application startup complete."]}),
+        (
+            "attempt_finished",
+            {
+                "attempt": 2,
+                "outcome": "ready",
+                "parsed_len": 26624,
+                "exit_code": None,
+                "message": "",
+                "log_tail": "INFO Application startup complete.",
+                "started_at": (base + dt.timedelta(seconds=32)).isoformat(),
+                "ended_at": (base + dt.timedelta(seconds=70)).isoformat(),
+            },
+        ),
+        ("limit_learned", {"max_model_len": 26624, "learned_from": "refusal", "kv_capacity_tokens": 26800}),
+        (
+            "ready",
+            {
+                "url": "http://desk-3060:8000/v1",
+                "max_model_len": 26624,
+                "kv_capacity_tokens": 26800,
+                "pid": 4242,
+                "pgid": 4242,
+            },
+        ),
+    ]
+    LaunchEvent.objects.bulk_create(
+        LaunchEvent(launch=launch, seq=seq, kind=kind, data=data)
+        for seq, (kind, data) in enumerate(events, 1)
+    )
+    LaunchAttempt.objects.bulk_create(
+        [
+            LaunchAttempt(
+                launch=launch,
+                number=1,
+                requested_len=40960,
+                argv=events[0][1]["argv"],
+                outcome="context_too_long",
+                parsed_len=26624,
+                exit_code=1,
+                log_tail="ERROR ... estimated maximum model length is 26624",
+                started_at=base,
+                ended_at=base + dt.timedelta(seconds=31),
+            ),
+            LaunchAttempt(
+                launch=launch,
+                number=2,
+                requested_len=26624,
+                argv=events[3][1]["argv"],
+                outcome="ready",
+                parsed_len=26624,
+                log_tail="INFO Application startup complete.",
+                started_at=base + dt.timedelta(seconds=32),
+                ended_at=base + dt.timedelta(seconds=70),
+            ),
+        ]
+    )
+    Launch.objects.filter(pk=launch.pk).update(
+        status=Launch.Status.READY,
+        outcome="ready",
+        context_length=26624,
+        learned_limit=26624,
+        server_url="http://desk-3060:8000/v1",
+        ready_at=base + dt.timedelta(seconds=70),
+        last_seq=len(events),
+    )
+    launch.refresh_from_db()
+    return launch
+
+
+YARN_OK = Decimal("2.0")
+
+
+def make_launch(config: LaunchConfig, user: User | None = None, **fields) -> Launch:
+    """A launch row as the site writes it, in whatever state the test needs."""
+    profile = config.gpu_profile()
+    values = {
+        "config": config,
+        "config_snapshot": config.snapshot(),
+        "host": config.host,
+        "model": config.model,
+        "gpu_profile": profile,
+        "requested_by": user,
+        "wanted_context": config.wanted_context(),
+        **fields,
+    }
+    return Launch.objects.create(**values)
+
+
+@pytest.fixture
+def launch(config, operator, profile) -> Launch:
+    return simulate_refusal_then_ready(make_launch(config, operator))

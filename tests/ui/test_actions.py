@@ -1,0 +1,150 @@
+"""Operators launch, test YaRN, re-detect and stop from the config page and the lists.
+
+Nothing of ours is mocked: Launch.objects.start really runs; the message to the GPU host is sent
+on commit, so the tests capture the on-commit callbacks instead of running them (there is no broker
+in the default test run).
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.messages import get_messages
+from django.urls import reverse
+
+from launches.models import Launch
+from tests.ui.conftest import learn_limit, make_launch
+
+
+def messages_of(response) -> list[str]:
+    return [str(message) for message in get_messages(response.wsgi_request)]
+
+
+@pytest.mark.parametrize(
+    ("button", "kind"),
+    [
+        ("launch", Launch.Kind.LAUNCH),
+        ("test_yarn", Launch.Kind.TEST_YARN),
+        ("redetect", Launch.Kind.REDETECT),
+    ],
+)
+def test_an_operator_starts_a_launch_and_lands_on_its_live_page(
+    client, operator, config, profile, django_capture_on_commit_callbacks, button, kind
+):
+    learn_limit(config, profile, 26624)
+    client.force_login(operator)
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(reverse(f"admin:launches_launchconfig_{button}", args=[config.pk]))
+    launch = Launch.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("launches:live", args=[launch.pk])
+    assert launch.kind == kind
+    assert launch.status == Launch.Status.QUEUED
+    assert launch.requested_by == operator
+    assert launch.spec["launch_id"] == launch.pk
+    # Re-detect must ignore what was learned; the others start straight at it.
+    assert launch.known_limit == (None if kind == Launch.Kind.REDETECT else 26624)
+    assert len(callbacks) == 1, "the spec is sent to the host's queue once, at commit"
+
+
+def test_a_refused_launch_is_shown_as_an_admin_error_and_creates_nothing(
+    client, operator, config, django_capture_on_commit_callbacks
+):
+    config.gpu_indices = "1"  # the host reported only GPU 0
+    config.save()
+    client.force_login(operator)
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(reverse("admin:launches_launchconfig_launch", args=[config.pk]), follow=True)
+    assert Launch.objects.count() == 0
+    assert callbacks == []
+    assert any("has not reported GPU 1" in text for text in messages_of(response))
+    assert b'class="error"' in response.content
+
+
+def test_a_get_of_an_action_url_starts_nothing(client, operator, config):
+    client.force_login(operator)
+    response = client.get(reverse("admin:launches_launchconfig_launch", args=[config.pk]))
+    assert response.status_code == 302
+    assert Launch.objects.count() == 0
+
+
+def test_stopping_from_the_config_page_asks_for_confirmation_first(
+    client, operator, config, django_capture_on_commit_callbacks
+):
+    running = make_launch(config, operator, status=Launch.Status.READY, server_url="http://desk-3060:8000/v1")
+    client.force_login(operator)
+    url = reverse("admin:launches_launchconfig_stop", args=[config.pk])
+    confirmation = client.get(url)
+    assert confirmation.status_code == 200
+    assert b"Yes, stop it" in confirmation.content
+    assert b"http://desk-3060:8000/v1" in confirmation.content
+    running.refresh_from_db()
+    assert running.status == Launch.Status.READY
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(url, {"post": "yes"})
+    assert response.status_code == 302
+    running.refresh_from_db()
+    assert running.status == Launch.Status.STOPPING
+    assert len(callbacks) == 1
+
+
+def test_stopping_a_config_with_nothing_running_says_so(client, operator, config):
+    client.force_login(operator)
+    response = client.post(
+        reverse("admin:launches_launchconfig_stop", args=[config.pk]), {"post": "yes"}, follow=True
+    )
+    assert any("is running or starting" in text for text in messages_of(response))
+
+
+def test_the_launch_action_on_the_config_list_starts_one_launch_per_config(
+    client, operator, config, django_capture_on_commit_callbacks
+):
+    client.force_login(operator)
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(
+            reverse("admin:launches_launchconfig_changelist"),
+            {"action": "launch_selected", "_selected_action": [config.pk], "index": "0"},
+        )
+    launch = Launch.objects.get()
+    assert response["Location"] == reverse("launches:live", args=[launch.pk])
+    assert len(callbacks) == 1
+
+
+def test_the_list_action_reports_a_refusal_as_an_error(client, operator, config):
+    make_launch(config, operator, status=Launch.Status.READY)
+    client.force_login(operator)
+    response = client.post(
+        reverse("admin:launches_launchconfig_changelist"),
+        {"action": "launch_selected", "_selected_action": [config.pk], "index": "0"},
+        follow=True,
+    )
+    assert Launch.objects.count() == 1
+    assert any("stop it first" in text for text in messages_of(response))
+
+
+def test_the_stop_action_on_the_launch_list_confirms_then_stops(client, operator, config):
+    starting = make_launch(config, operator, status=Launch.Status.STARTING)
+    queued = make_launch(config, operator, status=Launch.Status.QUEUED)
+    client.force_login(operator)
+    url = reverse("admin:launches_launch_changelist")
+    selected = {"action": "stop_selected", "_selected_action": [starting.pk, queued.pk]}
+    confirmation = client.post(url, {**selected, "index": "0"})
+    assert confirmation.status_code == 200
+    assert b"Yes, stop them" in confirmation.content
+    starting.refresh_from_db()
+    assert starting.status == Launch.Status.STARTING
+
+    client.post(url, {**selected, "post": "yes"})
+    starting.refresh_from_db()
+    queued.refresh_from_db()
+    assert starting.status == Launch.Status.STOPPING
+    assert queued.status == Launch.Status.CANCELLED
+
+
+def test_stopping_an_ended_launch_is_refused_with_a_message(client, operator, config):
+    ended = make_launch(config, operator, status=Launch.Status.FAILED)
+    client.force_login(operator)
+    response = client.post(
+        reverse("admin:launches_launch_stop", args=[ended.pk]), {"post": "yes"}, follow=True
+    )
+    assert any("has already ended" in text for text in messages_of(response))

@@ -1,0 +1,53 @@
+"""The fleet dashboard: hosts, running servers, learned limits and time to ready."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from gpus.models import Gpu, Host
+from tests.ui.conftest import learn_limit, make_launch
+
+
+def test_the_dashboard_shows_hosts_running_servers_limits_and_times(client, viewer, launch, config, profile):
+    learn_limit(config, profile, 26624)
+    Host.objects.create(
+        name="sim-a100", simulated=True, last_heartbeat=timezone.now() - dt.timedelta(hours=1)
+    )
+    make_launch(
+        config, None, known_limit=26624, ready_at=timezone.now() + dt.timedelta(seconds=40), status="stopped"
+    )
+    client.force_login(viewer)
+    html = client.get(reverse("launches:fleet")).content.decode()
+    assert "desk-3060" in html and "sim-a100" in html
+    assert 'class="badge online"' in html
+    assert 'class="badge offline"' in html
+    assert 'class="badge simulated"' in html
+    assert "http://desk-3060:8000/v1" in html
+    assert "26,624" in html
+    assert "0.65×" in html, "max YaRN factor that fits = 26,624 / 40,960"
+    assert "<svg" in html and html.count("<rect") == 2
+    assert "first detection: median 70 s over 1" in html
+    assert "saved limit: median 40 s over 1" in html
+
+
+def test_the_admin_index_leads_to_the_dashboard(client, viewer):
+    client.force_login(viewer)
+    assert reverse("launches:fleet") in client.get(reverse("admin:index")).content.decode()
+
+
+def test_the_dashboard_costs_the_same_queries_for_one_host_or_many(client, viewer, launch, profile):
+    client.force_login(viewer)
+    client.get(reverse("launches:fleet"))  # warm the session and permission caches alike
+    with CaptureQueriesContext(connection) as few:
+        client.get(reverse("launches:fleet"))
+    for number in range(10):
+        other = Host.objects.create(name=f"node-{number}", last_heartbeat=timezone.now())
+        Gpu.objects.create(host=other, index=0, uuid=f"GPU-{number}", profile=profile)
+    with CaptureQueriesContext(connection) as many:
+        client.get(reverse("launches:fleet"))
+    assert len(many) == len(few)

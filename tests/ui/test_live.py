@@ -1,0 +1,75 @@
+"""The live launch page and the event feed it polls, fed with the rows the control worker writes."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+
+from launches.models import Launch, LaunchEvent
+from launches.verdicts import describe_attempt
+from tests.ui.conftest import make_launch
+
+
+def test_the_feed_returns_the_events_after_a_sequence_number_and_the_status(client, viewer, launch):
+    client.force_login(viewer)
+    url = reverse("launches:events", args=[launch.pk])
+    everything = client.get(url, {"after": 0}).json()
+    assert [e["seq"] for e in everything["events"]] == list(range(1, 9))
+    assert everything["last_seq"] == 8
+    assert everything["status"] == "ready"
+    assert everything["server_url"] == "http://desk-3060:8000/v1"
+    assert everything["context_length"] == 26624
+
+    rest = client.get(url, {"after": 5}).json()
+    assert [e["kind"] for e in rest["events"]] == ["attempt_finished", "limit_learned", "ready"]
+    nothing_new = client.get(url, {"after": 8}).json()
+    assert nothing_new["events"] == []
+    assert nothing_new["last_seq"] == 8
+
+
+def test_each_finished_attempt_carries_its_verdict_in_plain_words(client, viewer, launch):
+    client.force_login(viewer)
+    events = client.get(reverse("launches:events", args=[launch.pk])).json()["events"]
+    verdicts = [e["verdict"] for e in events if e["kind"] == "attempt_finished"]
+    assert verdicts == [
+        "KV cache too small for 40,960 tokens; vLLM says 26,624 fit — restarting with 26,624",
+        "vLLM is ready with 26,624 tokens of context.",
+    ]
+
+
+def test_a_launch_in_progress_shows_its_first_attempt_before_it_ends(client, viewer, config, operator):
+    starting = make_launch(config, operator, status=Launch.Status.STARTING)
+    LaunchEvent.objects.create(
+        launch=starting,
+        seq=1,
+        kind="attempt_started",
+        data={"attempt": 1, "requested_len": 40960, "argv": ["vllm", "serve"]},
+    )
+    client.force_login(viewer)
+    answer = client.get(reverse("launches:events", args=[starting.pk]), {"after": "not a number"}).json()
+    assert answer["terminal"] is False
+    assert answer["events"][0]["kind"] == "attempt_started"
+    LaunchEvent.objects.create(
+        launch=starting, seq=2, kind="log", data={"attempt": 1, "lines": ["INFO starting"]}
+    )
+    later = client.get(reverse("launches:events", args=[starting.pk]), {"after": answer["last_seq"]}).json()
+    assert [e["data"]["lines"] for e in later["events"]] == [["INFO starting"]]
+
+
+def test_the_live_page_links_back_to_the_history_and_polls_the_feed(client, viewer, launch):
+    client.force_login(viewer)
+    html = client.get(reverse("launches:live", args=[launch.pk])).content.decode()
+    assert reverse("launches:events", args=[launch.pk]) in html
+    assert reverse("admin:launches_launch_change", args=[launch.pk]) in html
+    assert "launches/live.js" in html
+    assert "40,960" in html
+
+
+def test_verdicts_name_the_failures_that_teach_no_limit():
+    assert "busy" in describe_attempt("gpu_busy", 40960)
+    assert "no limit was learned" in describe_attempt("gpu_busy", 40960)
+    assert "weights do not fit" in describe_attempt("weights_do_not_fit", 40960)
+    assert "exit code 137" in describe_attempt("crashed", 40960, exit_code=137)
+    assert describe_attempt("context_too_long", 40960, 26624) == (
+        "KV cache too small for 40,960 tokens; vLLM says 26,624 fit"
+    )
+    assert "auto-fit reduced the length to 26,624" in describe_attempt("auto_fit", None, 26624)

@@ -1,0 +1,124 @@
+"""Screenshots for the README, taken against the live server with a small, realistic fleet.
+
+    AIFRED_SCREENSHOTS_DIR=docs/screenshots pytest -m browser tests/ui/test_screenshots.py
+
+Skipped unless AIFRED_SCREENSHOTS_DIR is set: the PNGs are documentation, not a check.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from gpus.models import Gpu, GpuProfile, Host, ModelSpec
+from launches.models import Launch, LaunchConfig, LaunchConfigChange, LaunchEvent
+from tests.ui.conftest import learn_limit, make_launch, simulate_refusal_then_ready
+from tests.ui.test_browser import browser, log_in, page  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def demo_fleet(operator) -> tuple[LaunchConfig, Launch]:
+    """Three hosts, two kinds of GPU, learned limits, a history of starts and one running server."""
+    now = timezone.now()
+    rtx = GpuProfile.objects.create(name="NVIDIA GeForce RTX 3060", memory_total_mib=12288)
+    a100 = GpuProfile.objects.create(name="NVIDIA A100-SXM4-80GB", memory_total_mib=81920)
+    desk = Host.objects.create(name="desk-3060", vllm_version="0.10.1", last_heartbeat=now)
+    rack = Host.objects.create(
+        name="rack-a100", vllm_version="0.14.0", last_heartbeat=now - dt.timedelta(seconds=4)
+    )
+    sim = Host.objects.create(
+        name="ci-sim", vllm_version="0.14.0", simulated=True, last_heartbeat=now - dt.timedelta(hours=2)
+    )
+    Gpu.objects.create(host=desk, index=0, uuid="GPU-3060-0", profile=rtx, memory_free_mib=1240)
+    for index in range(2):
+        Gpu.objects.create(
+            host=rack, index=index, uuid=f"GPU-A100-{index}", profile=a100, memory_free_mib=80100
+        )
+    Gpu.objects.create(host=sim, index=0, uuid="GPU-SIM-0", profile=rtx, memory_free_mib=12000)
+    qwen8 = ModelSpec.objects.create(source="Qwen/Qwen3-8B-AWQ", native_context=40960, dtype="float16")
+    qwen32 = ModelSpec.objects.create(source="Qwen/Qwen3-32B-AWQ", native_context=40960, dtype="float16")
+    config = LaunchConfig.objects.create(
+        name="qwen3-8b-desk",
+        model=qwen8,
+        host=desk,
+        quantization="awq",
+        created_by=operator,
+        enable_yarn=True,
+        yarn_factor=Decimal("2.0"),
+    )
+    big = LaunchConfig.objects.create(
+        name="qwen3-32b-rack",
+        model=qwen32,
+        host=rack,
+        gpu_indices="0",
+        quantization="awq",
+        created_by=operator,
+    )
+    learn_limit(config, rtx, 26624)
+    learn_limit(big, a100, 163840)
+    for number in range(24):
+        first = number % 6 == 0
+        created = now - dt.timedelta(hours=48 - number * 2)
+        make_launch(
+            config if number % 2 else big,
+            operator,
+            status=Launch.Status.STOPPED,
+            outcome="ready",
+            known_limit=None if first else 26624,
+            created_at=created,
+            ready_at=created + dt.timedelta(seconds=(68 + number % 5) if first else (38 + number % 7)),
+        )
+    LaunchConfigChange.objects.create(
+        config=config,
+        user=operator,
+        field="yarn_factor",
+        old_value="1.0",
+        new_value="2.0",
+        changed_at=now - dt.timedelta(minutes=20),
+    )
+    LaunchConfigChange.objects.create(
+        config=config,
+        user=operator,
+        field="enable_yarn",
+        old_value="no",
+        new_value="yes",
+        changed_at=now - dt.timedelta(minutes=20),
+    )
+    running = simulate_refusal_then_ready(
+        make_launch(config, operator, wanted_context=81920), now - dt.timedelta(minutes=2)
+    )
+    return config, running
+
+
+def test_screenshots_for_the_readme(page, live_server, operator):  # noqa: F811
+    target = os.environ.get("AIFRED_SCREENSHOTS_DIR")
+    if not target:
+        pytest.skip("set AIFRED_SCREENSHOTS_DIR to write the README's screenshots")
+    out = Path(target)
+    out.mkdir(parents=True, exist_ok=True)
+    config, running = demo_fleet(operator)
+    log_in(page, live_server, operator)
+
+    page.goto(live_server.url + reverse("admin:launches_launchconfig_change", args=[config.pk]))
+    page.fill("#id_yarn_factor", "3.0")
+    page.locator('#context-preview [data-role="warning"]').wait_for(state="visible")
+    page.screenshot(path=str(out / "config-form.png"), full_page=True)
+
+    page.goto(live_server.url + reverse("launches:live", args=[running.pk]))
+    page.locator('[data-role="result"]').wait_for(state="visible")
+    page.locator("section.attempt pre.log").first.evaluate("el => el.scrollIntoView()")
+    page.screenshot(path=str(out / "live-launch.png"), full_page=True)
+
+    page.goto(live_server.url + reverse("launches:fleet"))
+    page.screenshot(path=str(out / "fleet-dashboard.png"), full_page=True)
+
+    page.goto(live_server.url + reverse("admin:launches_launch_changelist"))
+    page.screenshot(path=str(out / "launch-history.png"), full_page=True)
+    assert LaunchEvent.objects.filter(launch=running).count() == 8
