@@ -106,10 +106,9 @@ class LaunchConfig(models.Model):
         "Flags the launcher manages (--max-model-len, --port, ...) are refused.",
     )
     enable_yarn = models.BooleanField(default=False, verbose_name="YaRN")
-    # Two decimals so that 1.25 reaches the step validator and gets its message, not a digit-count one.
     yarn_factor = models.DecimalField(
-        max_digits=4,
-        decimal_places=2,
+        max_digits=2,
+        decimal_places=1,
         default=Decimal("1.0"),
         validators=[validate_yarn_factor],
         help_text="1.0 to 8.0 in steps of 0.5; the wanted context is native × factor.",

@@ -36,7 +36,7 @@ class Migration(migrations.Migration):
                 ('enforce_eager', models.BooleanField(default=False)),
                 ('extra_args', models.TextField(blank=True, help_text='Further vLLM flags, split like a shell would but never run by one. Flags the launcher manages (--max-model-len, --port, ...) are refused.', validators=[launches.models.validate_extra_args])),
                 ('enable_yarn', models.BooleanField(default=False, verbose_name='YaRN')),
-                ('yarn_factor', models.DecimalField(decimal_places=2, default=Decimal('1.0'), help_text='1.0 to 8.0 in steps of 0.5; the wanted context is native × factor.', max_digits=4, validators=[launches.models.validate_yarn_factor])),
+                ('yarn_factor', models.DecimalField(decimal_places=1, default=Decimal('1.0'), help_text='1.0 to 8.0 in steps of 0.5; the wanted context is native × factor.', max_digits=2, validators=[launches.models.validate_yarn_factor])),
                 ('context_cap', models.PositiveIntegerField(blank=True, help_text='Optional upper bound on the context length, in tokens.', null=True, validators=[django.core.validators.MinValueValidator(1)])),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),

@@ -29,6 +29,9 @@ def valid_form(client, operator):
         "extra_args": "",
         "yarn_factor": "1.0",
         "context_cap": "",
+        # The change-history inline's management form, as the browser posts it.
+        "changes-TOTAL_FORMS": "0",
+        "changes-INITIAL_FORMS": "0",
     }
 
 

@@ -83,6 +83,7 @@ def test_an_operator_edits_a_launch_config_through_the_admin(client, operator, o
     form = client.get(change).context["adminform"].form
     data = {name: value for name, value in form.initial.items() if value is not None}
     data.update({"port": 9001, "model": config.model_id, "host": config.host_id})
+    data.update({"changes-TOTAL_FORMS": "0", "changes-INITIAL_FORMS": "0"})
     response = client.post(change, data)
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
     config.refresh_from_db()
