@@ -1,0 +1,393 @@
+"""Turn vLLM's output into a verdict: did it start, and if not, why and what would fit.
+
+Every pattern works on any vLLM from 0.4 to 0.33: lines are cleaned of ``\\r`` and ANSI colour
+first, and no pattern is anchored at the line start, because vLLM and the tools around it put
+prefixes before the text (``(EngineCore_DP0 pid=12) ERROR 10-31 15:07:50 [core.py:708] ``,
+``[rank0]: ``, ``vllm-1  | ``).
+
+Outcomes, and the choice made for automatic fitting:
+
+* ``ready`` — the server printed "Application startup complete.". When ``--max-model-len auto``
+  reduced the length ("Auto-fit max_model_len: reduced from A to B"), the outcome is still
+  ``ready``; ``max_model_len`` and ``auto_fit_len`` are B, and the policy records B as a learned
+  limit. The outcome ``auto_fit`` is used only for a log that shows the reduction but never became
+  ready (a stopped or truncated start), so that the learned number is not lost.
+* ``context_too_long`` — the KV cache cannot hold the requested length; ``max_model_len`` is the
+  length vLLM says fits (its estimate, the V0 token count, or an approximation from the GiB figures
+  rounded down to 16 when vLLM printed no number), else None.
+* ``gpu_busy``, ``weights_do_not_fit``, ``length_above_model``, ``port_in_use``,
+  ``model_not_found``, ``crashed`` — failures that teach no context limit.
+* ``timeout`` and ``cancelled`` are never produced here; the launch policy uses them.
+
+``python -m launches.vllm.logs FILE...`` prints one JSON verdict per file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+BLOCK_SIZE = 16
+TAIL_LINES = 40
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class Outcome(StrEnum):
+    READY = "ready"
+    CONTEXT_TOO_LONG = "context_too_long"
+    AUTO_FIT = "auto_fit"
+    GPU_BUSY = "gpu_busy"
+    WEIGHTS_DO_NOT_FIT = "weights_do_not_fit"
+    LENGTH_ABOVE_MODEL = "length_above_model"
+    PORT_IN_USE = "port_in_use"
+    MODEL_NOT_FOUND = "model_not_found"
+    CRASHED = "crashed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+
+@dataclass
+class Verdict:
+    outcome: Outcome
+    max_model_len: int | None = None
+    requested_len: int | None = None
+    kv_capacity_tokens: int | None = None
+    max_concurrency: float | None = None
+    vllm_version: str | None = None
+    derived_max_model_len: int | None = None
+    auto_fit_len: int | None = None
+    exit_code: int | None = None
+    message: str = ""
+    decisive_line: str | None = None
+    tail: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["outcome"] = str(self.outcome)
+        return data
+
+
+def clean_line(line: str) -> str:
+    return _ANSI.sub("", line.replace("\r", "")).rstrip("\n")
+
+
+def round_down(value: int, block: int = BLOCK_SIZE) -> int:
+    return value // block * block
+
+
+def _n(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def _fmt(value: int | None) -> str:
+    return f"{value:,}" if value is not None else "?"
+
+
+_ESTIMATE = re.compile(r"estimated maximum model length is (\d+)")
+_V0_REFUSAL = re.compile(
+    r"max seq len \((\d+)\) is larger than the maximum number of tokens that can be stored in KV cache "
+    r"\((\d+)\)"
+)
+_V1_REFUSAL = re.compile(
+    r"To serve at least one request with the models?'s max seq len \((\d+)\), \(([\d.]+) Gi?B KV cache "
+    r"is needed, which is larger than the available KV cache memory \((-?[\d.]+) Gi?B\)"
+)
+_NO_MEMORY = re.compile(r"No available memory for the cache blocks|Cannot auto-fit max_model_len")
+_NEGATIVE_KV = re.compile(r"Available KV cache memory: -[\d.]+ GiB")
+_GPU_BUSY = re.compile(
+    r"Free memory on device(?: \S+)? \(([\d.]+)/([\d.]+) GiB\) on startup is less than "
+    r"(?:desired GPU memory utilization|the engine's budget)"
+)
+_OOM = re.compile(
+    r"(?:torch\.)?(?:cuda\.)?OutOfMemoryError: CUDA out of memory"
+    r"|Failed to load model - not enough GPU memory"
+    r"|Failed to create unquantized linear weights"
+    r"|CUDA out of memory occurred when warming up (?:sampler|pooler)"
+)
+_LENGTH_ABOVE = re.compile(
+    r"User-specified max_model_len \((\d+)\) is greater than the derived max_model_len "
+    r"\(([\w.]+)=([\d.]+) or model_max_length=(\w+) in model's config\.json\)"
+)
+_PORT = re.compile(r"Address already in use|\[Errno 98\]")
+_MODEL_NOT_FOUND = re.compile(
+    r"RepositoryNotFoundError|is not a local folder and is not a valid model identifier"
+    r"|No such file or directory.*config\.json|does not appear to have a file named config\.json"
+)
+_READY = re.compile(r"Application startup complete\.")
+_KV_TOKENS = re.compile(r"(?:[A-Z]+(?: \+ host)? )?KV cache size: ([\d,]+) tokens")
+_BLOCKS = re.compile(r"# (?:GPU|CUDA|cuda) blocks: (\d+)")
+_CONCURRENCY = re.compile(r"Maximum concurrency for ([\d,]+) tokens per request: ([\d.]+)x")
+_USING_LEN = re.compile(r"Using max model len (\d+)")
+_MAX_SEQ_LEN = re.compile(r"\bmax_seq_len=(\d+)")
+_BLOCK_SIZE = re.compile(r"\bblock_size=(\d+)")
+_AUTO_REDUCED = re.compile(r"Auto-fit max_model_len: reduced from (\d+) to (\d+)")
+_AUTO_FULL = re.compile(r"Auto-fit max_model_len: full model context length (\d+) fits")
+_BANNER = re.compile(r"vLLM (?:API )?server version ([0-9][^\s,]*)")
+_FATAL = re.compile(
+    r"Engine core initialization failed|Engine process failed to start"
+    r"|Got fatal signal from worker processes|RPCServer process died before responding to readiness probe"
+)
+
+
+class LogWatcher:
+    """Reads vLLM output line by line and says as soon as the start is decided."""
+
+    def __init__(self, tail_lines: int = TAIL_LINES) -> None:
+        self.tail: deque[str] = deque(maxlen=tail_lines)
+        self.decided: Verdict | None = None
+        self.vllm_version: str | None = None
+        self.requested_len: int | None = None
+        self.using_len: int | None = None
+        self.kv_tokens: int | None = None
+        self.blocks: int | None = None
+        self.block_size = BLOCK_SIZE
+        self.concurrency: tuple[int, float] | None = None
+        self.auto_reduced: tuple[int, int] | None = None
+        self.auto_full: int | None = None
+        self.negative_kv = False
+        self._failure: Verdict | None = None
+        self._fatal_line: str | None = None
+        self._ready_line: str | None = None
+
+    def feed(self, raw: str) -> Verdict | None:
+        """Take one line; return the verdict the first time a decisive line arrives."""
+        line = clean_line(raw)
+        self.tail.append(line)
+        self._learn(line)
+        if self.decided is not None:
+            return None
+        failure = self._failure_in(line)
+        if failure is not None:
+            self._failure = self._failure or failure
+            self.decided = self.verdict()
+            return self.decided
+        if _READY.search(line):
+            self._ready_line = line
+            self.decided = self.verdict()
+            return self.decided
+        if _FATAL.search(line):
+            self._fatal_line = line
+            self.decided = self.verdict()
+            return self.decided
+        return None
+
+    def _learn(self, line: str) -> None:
+        if m := _BANNER.search(line):
+            self.vllm_version = m.group(1)
+        if m := _USING_LEN.search(line):
+            self.using_len = int(m.group(1))
+        if m := _MAX_SEQ_LEN.search(line):
+            self.requested_len = int(m.group(1))
+        if m := _BLOCK_SIZE.search(line):
+            self.block_size = int(m.group(1))
+        if m := _KV_TOKENS.search(line):
+            self.kv_tokens = _n(m.group(1))
+        if m := _BLOCKS.search(line):
+            self.blocks = int(m.group(1))
+        if m := _CONCURRENCY.search(line):
+            self.concurrency = (_n(m.group(1)), float(m.group(2)))
+        if m := _AUTO_REDUCED.search(line):
+            self.auto_reduced = (int(m.group(1)), int(m.group(2)))
+        if m := _AUTO_FULL.search(line):
+            self.auto_full = int(m.group(1))
+        if _NEGATIVE_KV.search(line):
+            self.negative_kv = True
+
+    def _failure_in(self, line: str) -> Verdict | None:
+        if m := _V1_REFUSAL.search(line):
+            requested, needed, available = int(m.group(1)), float(m.group(2)), float(m.group(3))
+            if e := _ESTIMATE.search(line):
+                fits = int(e.group(1))
+            elif needed > 0 and available > 0:
+                # No number printed (0.7.0-0.9.0.1): KV memory is linear in the length for
+                # full-attention models, so the ratio of the GiB figures gives the length.
+                # The figures are rounded to 0.01 GiB; take the pessimistic end of that rounding.
+                fits = round_down(int(requested * max(available - 0.005, 0) / (needed + 0.005)))
+            else:
+                fits = None
+            if fits == 0:
+                fits = None
+            return Verdict(
+                Outcome.CONTEXT_TOO_LONG,
+                max_model_len=fits,
+                requested_len=requested,
+                message=f"KV cache too small for {_fmt(requested)} tokens; vLLM says {_fmt(fits)} fit"
+                if fits
+                else f"KV cache too small for {_fmt(requested)} tokens ({available:g} GiB free for "
+                f"{needed:g} GiB needed)",
+                decisive_line=line,
+            )
+        if m := _V0_REFUSAL.search(line):
+            requested, fits = int(m.group(1)), int(m.group(2))
+            return Verdict(
+                Outcome.CONTEXT_TOO_LONG,
+                max_model_len=fits,
+                requested_len=requested,
+                kv_capacity_tokens=fits,
+                message=f"KV cache too small for {_fmt(requested)} tokens; vLLM says {_fmt(fits)} fit",
+                decisive_line=line,
+            )
+        if m := _LENGTH_ABOVE.search(line):
+            requested, key, derived = int(m.group(1)), m.group(2), int(float(m.group(3)))
+            return Verdict(
+                Outcome.LENGTH_ABOVE_MODEL,
+                requested_len=requested,
+                derived_max_model_len=derived,
+                message=f"{_fmt(requested)} tokens is more than the model's own length ({key}="
+                f"{_fmt(derived)}); lower the context or turn on YaRN",
+                decisive_line=line,
+            )
+        if m := _GPU_BUSY.search(line):
+            return Verdict(
+                Outcome.GPU_BUSY,
+                message=f"GPU busy: only {m.group(1)} of {m.group(2)} GiB free at start; other processes "
+                "hold GPU memory (or lower gpu_memory_utilization)",
+                decisive_line=line,
+            )
+        if _NO_MEMORY.search(line):
+            return Verdict(
+                Outcome.WEIGHTS_DO_NOT_FIT,
+                message="No GPU memory left for the KV cache after loading the weights; raise "
+                "gpu_memory_utilization, quantize, or use more GPUs",
+                decisive_line=line,
+            )
+        if _OOM.search(line):
+            return Verdict(
+                Outcome.WEIGHTS_DO_NOT_FIT,
+                message="The model's weights do not fit in GPU memory (CUDA out of memory); quantize, "
+                "use more GPUs, or raise gpu_memory_utilization",
+                decisive_line=line,
+            )
+        if _PORT.search(line):
+            return Verdict(
+                Outcome.PORT_IN_USE,
+                message="The port is already in use by another process; choose another port",
+                decisive_line=line,
+            )
+        if _MODEL_NOT_FOUND.search(line):
+            return Verdict(
+                Outcome.MODEL_NOT_FOUND,
+                message="vLLM could not find the model (no such local folder or Hugging Face repo, or "
+                "no config.json); check the model id, revision and token",
+                decisive_line=line,
+            )
+        return None
+
+    def capacity(self) -> int | None:
+        if self.kv_tokens is not None:
+            return self.kv_tokens
+        if self.blocks is not None:
+            return self.blocks * self.block_size
+        if self.concurrency is not None:
+            return int(self.concurrency[0] * self.concurrency[1])
+        return None
+
+    def verdict(self, exit_code: int | None = None) -> Verdict:
+        """The verdict over everything fed so far (also for a process that has exited)."""
+        base = {
+            "vllm_version": self.vllm_version,
+            "max_concurrency": self.concurrency[1] if self.concurrency else None,
+            "exit_code": exit_code,
+            "tail": list(self.tail),
+        }
+        if self._failure is not None:
+            failure = self._failure
+            values = asdict(failure) | {k: v for k, v in base.items() if v is not None}
+            values["outcome"] = failure.outcome
+            if values.get("requested_len") is None:
+                values["requested_len"] = self.requested_len or self.using_len
+            if values.get("kv_capacity_tokens") is None and failure.outcome == Outcome.CONTEXT_TOO_LONG:
+                values["kv_capacity_tokens"] = self.capacity()
+            return Verdict(**values)
+        auto_len = self.auto_reduced[1] if self.auto_reduced else None
+        configured = auto_len or self.auto_full or self.using_len or self.requested_len
+        if self._ready_line is not None:
+            capacity = self.capacity()
+            text = f"Ready with a context of {_fmt(configured)} tokens" if configured else "Ready"
+            if capacity:
+                text += f"; KV cache holds {_fmt(capacity)} tokens"
+            if self.auto_reduced:
+                text += f" (auto-fit reduced {_fmt(self.auto_reduced[0])} to {_fmt(auto_len)})"
+            return Verdict(
+                Outcome.READY,
+                max_model_len=configured,
+                requested_len=self.using_len or self.requested_len,
+                kv_capacity_tokens=capacity,
+                auto_fit_len=auto_len,
+                message=text,
+                decisive_line=self._ready_line,
+                **base,
+            )
+        if self.auto_reduced:
+            return Verdict(
+                Outcome.AUTO_FIT,
+                max_model_len=auto_len,
+                requested_len=self.auto_reduced[0],
+                kv_capacity_tokens=self.capacity(),
+                auto_fit_len=auto_len,
+                message=f"Auto-fit reduced {_fmt(self.auto_reduced[0])} to {_fmt(auto_len)} tokens, "
+                "but the server did not become ready",
+                **base,
+            )
+        if self.negative_kv:
+            return Verdict(
+                Outcome.WEIGHTS_DO_NOT_FIT,
+                message="No GPU memory left for the KV cache after loading the weights",
+                **base,
+            )
+        if self._fatal_line is not None:
+            message = f"vLLM failed to start: {self._fatal_line.strip()}"
+        elif exit_code is not None:
+            message = f"vLLM exited with code {exit_code} before it was ready"
+        else:
+            message = "vLLM did not say why it stopped"
+        return Verdict(
+            Outcome.CRASHED,
+            requested_len=self.using_len or self.requested_len,
+            message=message,
+            decisive_line=self._fatal_line,
+            **base,
+        )
+
+
+def classify(lines: Iterable[str] | str, *, exit_code: int | None = None) -> Verdict:
+    """One verdict for a whole log (a string or an iterable of lines)."""
+    watcher = LogWatcher()
+    if isinstance(lines, str):
+        lines = lines.splitlines()
+    for line in lines:
+        watcher.feed(line)
+    return watcher.verdict(exit_code)
+
+
+def classify_file(path: str) -> Verdict:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        lines = handle.read().splitlines()
+    # Corpus files start with a comment saying where the log came from; it is not vLLM output.
+    if lines and lines[0].startswith("# source:"):
+        lines = lines[1:]
+    return classify(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    paths = sys.argv[1:] if argv is None else argv
+    if not paths:
+        print("usage: python -m launches.vllm.logs FILE...", file=sys.stderr)
+        return 2
+    for path in paths:
+        verdict = classify_file(path)
+        record = {"file": path} | verdict.to_dict()
+        del record["tail"]
+        print(json.dumps(record))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

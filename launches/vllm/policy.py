@@ -1,0 +1,400 @@
+"""The launch policy: start vLLM with the largest context the GPU really holds.
+
+Wanted length ``W = native x yarn_factor``, lowered to the cap. With a known limit the server starts
+once at ``min(W, limit)``. On vLLM 0.14+ it starts once with ``--max-model-len auto`` and learns the
+limit from the auto-fit line (one more start at the cap when auto-fit chose more than the cap).
+On older vLLM it starts at ``W``; when vLLM refuses with a number, the process group is stopped on
+that line (not after vLLM's slow teardown) and the next start uses the number rounded down to 16.
+
+Only "the context does not fit the KV cache" teaches a limit. ``length_above_model`` (the length
+is above what the model's config allows) retries once at the model's own length when no YaRN was
+asked, because that is a configuration ceiling, not a hardware one; with YaRN it fails, since the
+overrides should have raised the ceiling and silently dropping them would hide a real problem.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from launches.vllm.argv import ArgvError, ServeOptions, YarnSetting, build_argv, build_env
+from launches.vllm.logs import LogWatcher, Outcome, Verdict, round_down
+from launches.vllm.modelinfo import ModelConfigError, read_model_facts
+from launches.vllm.process import (
+    ProcessStartError,
+    VllmProcess,
+    probe_health,
+    read_served_max_model_len,
+)
+from launches.vllm.versions import VllmVersionError, detect_vllm_version, supports_auto_max_model_len
+
+EventCallback = Callable[[str, dict[str, Any]], None]
+LOG_FLUSH_SECONDS = 0.25
+LOG_FLUSH_LINES = 50
+STOP_GRACE = 10.0
+
+
+@dataclass
+class LaunchRequest:
+    options: ServeOptions
+    launch_id: str | int | None = None
+    base_command: list[str] = field(default_factory=lambda: ["vllm", "serve"])
+    vllm_version: str | None = None
+    native_context: int | None = None
+    known_limit: int | None = None
+    yarn_factor: float = 1.0
+    context_cap: int | None = None
+    gpu_uuids: list[str] = field(default_factory=list)
+    ready_timeout: float = 900
+    max_attempts: int = 3
+    detect_only: bool = False
+    log_dir: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    rope_theta: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["options"] = self.options.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LaunchRequest:
+        values = dict(data)
+        values["options"] = ServeOptions.from_dict(values["options"])
+        return cls(**values)
+
+
+@dataclass
+class AttemptResult:
+    number: int
+    requested_len: int | str
+    argv: list[str]
+    outcome: str
+    parsed_len: int | None = None
+    exit_code: int | None = None
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    duration: float = 0.0
+    message: str = ""
+    log_tail: list[str] = field(default_factory=list)
+    log_path: str | None = None
+    kv_capacity_tokens: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LaunchResult:
+    outcome: str
+    reason: str
+    attempts: list[AttemptResult] = field(default_factory=list)
+    max_model_len: int | None = None
+    learned_limit: int | None = None
+    learned_from: str | None = None
+    kv_capacity_tokens: int | None = None
+    url: str | None = None
+    pid: int | None = None
+    pgid: int | None = None
+    process: VllmProcess | None = None
+    vllm_version: str | None = None
+    native_context: int | None = None
+    wanted_len: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k not in ("process", "attempts")}
+        data["attempts"] = [attempt.to_dict() for attempt in self.attempts]
+        return data
+
+
+class _Attempt:
+    """One start of vLLM, watched until it is ready, refused, gone, timed out or cancelled."""
+
+    def __init__(
+        self, number: int, argv: list[str], env: dict[str, str], log_path: str | None, emit: EventCallback
+    ) -> None:
+        self.number = number
+        self.argv = argv
+        self.emit = emit
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.watcher = LogWatcher()
+        self.started_at = time.time()
+        self.process = VllmProcess.start(
+            argv, env, on_line=lambda _stream, line: self.lines.put(line), log_path=log_path
+        )
+        self._batch: list[str] = []
+        self._last_flush = time.monotonic()
+
+    def _take(self, line: str) -> Verdict | None:
+        self._batch.append(line)
+        verdict = self.watcher.feed(line)
+        if len(self._batch) >= LOG_FLUSH_LINES:
+            self.flush()
+        return verdict
+
+    def flush(self) -> None:
+        if self._batch:
+            self.emit("log", {"attempt": self.number, "lines": self._batch})
+            self._batch = []
+        self._last_flush = time.monotonic()
+
+    def drain(self) -> None:
+        while True:
+            try:
+                self._take(self.lines.get_nowait())
+            except queue.Empty:
+                break
+        self.flush()
+
+    def watch(self, url: str, deadline: float, cancel: threading.Event | None) -> tuple[Verdict, str | None]:
+        """Return the verdict and, for a ready server, None; else the policy outcome to report."""
+        decided: Verdict | None = None
+        while True:
+            if cancel is not None and cancel.is_set():
+                return self.watcher.verdict(), Outcome.CANCELLED
+            if time.monotonic() > deadline:
+                return self.watcher.verdict(), Outcome.TIMEOUT
+            try:
+                line = self.lines.get(timeout=0.05)
+            except queue.Empty:
+                line = None
+            if line is not None:
+                decided = self._take(line) or decided
+            if time.monotonic() - self._last_flush >= LOG_FLUSH_SECONDS:
+                self.flush()
+            if decided is not None and decided.outcome != Outcome.READY:
+                return decided, None
+            if decided is not None and probe_health(url, timeout=1.0):
+                return decided, None
+            if line is None and self.process.poll() is not None:
+                self.process.wait(2.0)
+                self.drain()
+                return self.watcher.verdict(self.process.returncode), None
+
+
+def run_launch(
+    request: LaunchRequest,
+    *,
+    on_event: EventCallback | None = None,
+    cancel: threading.Event | None = None,
+    before_retry: Callable[[], None] | None = None,
+) -> LaunchResult:
+    def emit(kind: str, data: dict[str, Any]) -> None:
+        if on_event is not None:
+            on_event(kind, data)
+
+    def fail(outcome: str, reason: str, **extra: Any) -> LaunchResult:
+        emit("failed", {"outcome": outcome, "reason": reason})
+        return LaunchResult(outcome=outcome, reason=reason, **extra)
+
+    options = request.options
+    env_base = {**os.environ, **request.extra_env}
+    version = request.vllm_version
+    if version is None:
+        try:
+            version = detect_vllm_version(request.base_command, env=env_base)
+        except VllmVersionError as exc:
+            return fail("failed", str(exc))
+    native = request.native_context
+    theta = request.rope_theta
+    if native is None:
+        try:
+            facts = read_model_facts(options.model, options.revision, token=request.extra_env.get("HF_TOKEN"))
+        except ModelConfigError as exc:
+            return fail("failed", str(exc), vllm_version=version)
+        native = facts.context_for_version(version)
+        theta = theta if theta is not None else facts.rope_theta
+    factor = request.yarn_factor or 1.0
+    wanted = int(native * factor)
+    if request.context_cap:
+        wanted = min(wanted, int(request.context_cap))
+    yarn = YarnSetting(factor, native, theta) if factor != 1.0 else None
+    common: dict[str, Any] = {"vllm_version": version, "native_context": native, "wanted_len": wanted}
+
+    requested: int | str
+    if request.known_limit:
+        requested = min(wanted, int(request.known_limit))
+    elif supports_auto_max_model_len(version):
+        requested = "auto"
+    else:
+        requested = wanted
+    url = f"http://{options.host}:{options.port}"
+    env = build_env(request.gpu_uuids or None, env_base)
+    attempts: list[AttemptResult] = []
+    learned: int | None = None
+    learned_from: str | None = None
+    capacity: int | None = None
+    refused_before = False
+
+    for number in range(1, max(1, request.max_attempts) + 1):
+        try:
+            argv = build_argv(
+                request.base_command, options, max_model_len=requested, vllm_version=version, yarn=yarn
+            )
+        except ArgvError as exc:
+            return fail("failed", str(exc), attempts=attempts, **common)
+        log_path = None
+        if request.log_dir:
+            os.makedirs(request.log_dir, exist_ok=True)
+            log_path = os.path.join(request.log_dir, f"launch-{request.launch_id}-attempt-{number}.log")
+        emit("attempt_started", {"attempt": number, "requested_len": requested, "argv": argv})
+        try:
+            attempt = _Attempt(number, argv, env, log_path, emit)
+        except ProcessStartError as exc:
+            return fail("failed", str(exc), attempts=attempts, **common)
+        deadline = time.monotonic() + request.ready_timeout
+        verdict, policy_outcome = attempt.watch(url, deadline, cancel)
+        process = attempt.process
+        ready = policy_outcome is None and verdict.outcome == Outcome.READY
+        if not ready:
+            process.stop(STOP_GRACE)
+            attempt.drain()
+        served: int | None = None
+        if ready:
+            served = read_served_max_model_len(url) or verdict.max_model_len
+            if served is None and isinstance(requested, int):
+                served = requested
+        outcome = str(policy_outcome or verdict.outcome)
+        message = verdict.message
+        if policy_outcome == Outcome.TIMEOUT:
+            message = f"vLLM was not ready within {request.ready_timeout:g} s"
+        elif policy_outcome == Outcome.CANCELLED:
+            message = "The launch was cancelled"
+        ended = time.time()
+        result = AttemptResult(
+            number=number,
+            requested_len=requested,
+            argv=argv,
+            outcome=outcome,
+            parsed_len=served if ready else verdict.max_model_len or verdict.derived_max_model_len,
+            exit_code=process.returncode if not ready else None,
+            started_at=attempt.started_at,
+            ended_at=ended,
+            duration=ended - attempt.started_at,
+            message=message,
+            log_tail=list(verdict.tail),
+            log_path=log_path,
+            kv_capacity_tokens=verdict.kv_capacity_tokens,
+        )
+        attempts.append(result)
+        emit(
+            "attempt_finished",
+            {
+                "attempt": number,
+                "outcome": outcome,
+                "parsed_len": result.parsed_len,
+                "exit_code": result.exit_code,
+                "message": message,
+                "log_tail": result.log_tail,
+                "started_at": result.started_at,
+                "ended_at": result.ended_at,
+            },
+        )
+        if verdict.kv_capacity_tokens:
+            capacity = verdict.kv_capacity_tokens
+        last = number >= request.max_attempts
+
+        if policy_outcome is not None:
+            return fail(
+                outcome,
+                message,
+                attempts=attempts,
+                learned_limit=learned,
+                learned_from=learned_from,
+                kv_capacity_tokens=capacity,
+                **common,
+            )
+        if ready:
+            if verdict.auto_fit_len:
+                learned, learned_from = verdict.auto_fit_len, "auto_fit"
+            elif refused_before and isinstance(requested, int):
+                learned, learned_from = requested, "refusal"
+            elif requested == "auto":
+                learned, learned_from = None, "fits"
+            elif learned is None and capacity:
+                learned, learned_from = round_down(capacity), "kv_capacity"
+            if served is not None and served > wanted and not last:
+                # Auto-fit chose more than the operator's cap: start again at the cap.
+                process.stop(STOP_GRACE)
+                requested = wanted
+                if before_retry is not None:
+                    before_retry()
+                continue
+            emit(
+                "limit_learned",
+                {"max_model_len": learned, "learned_from": learned_from, "kv_capacity_tokens": capacity},
+            )
+            emit(
+                "ready",
+                {
+                    "url": url,
+                    "max_model_len": served,
+                    "kv_capacity_tokens": capacity,
+                    "pid": process.pid,
+                    "pgid": process.pgid,
+                },
+            )
+            if request.detect_only:
+                process.stop(STOP_GRACE)
+            return LaunchResult(
+                outcome="ready",
+                reason=message,
+                attempts=attempts,
+                max_model_len=served,
+                learned_limit=learned,
+                learned_from=learned_from,
+                kv_capacity_tokens=capacity,
+                url=url,
+                pid=process.pid,
+                pgid=process.pgid,
+                process=None if request.detect_only else process,
+                **common,
+            )
+        next_len: int | None = None
+        if verdict.outcome in (Outcome.CONTEXT_TOO_LONG, Outcome.AUTO_FIT) and verdict.max_model_len:
+            next_len = round_down(verdict.max_model_len)
+            current = requested if isinstance(requested, int) else wanted
+            if 0 < next_len < current:
+                learned, learned_from = (
+                    next_len,
+                    ("auto_fit" if verdict.outcome == Outcome.AUTO_FIT else "refusal"),
+                )
+                emit(
+                    "limit_learned",
+                    {"max_model_len": learned, "learned_from": learned_from, "kv_capacity_tokens": capacity},
+                )
+                refused_before = True
+            else:
+                next_len = None
+        elif (
+            verdict.outcome == Outcome.LENGTH_ABOVE_MODEL
+            and yarn is None
+            and verdict.derived_max_model_len
+            and isinstance(requested, int)
+            and verdict.derived_max_model_len < requested
+        ):
+            next_len = verdict.derived_max_model_len
+        if next_len is None or last:
+            reason = message
+            if verdict.outcome == Outcome.CONTEXT_TOO_LONG and next_len is None:
+                reason = f"{message}; no smaller length to try"
+            elif last and next_len is not None:
+                reason = f"{message}; gave up after {number} attempts"
+            return fail(
+                "failed",
+                reason,
+                attempts=attempts,
+                learned_limit=learned,
+                learned_from=learned_from,
+                kv_capacity_tokens=capacity,
+                **common,
+            )
+        requested = next_len
+        if before_retry is not None:
+            before_retry()
+    return fail("failed", "No attempt was made", attempts=attempts, **common)
