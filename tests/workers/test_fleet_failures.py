@@ -27,11 +27,13 @@ def test_a_gpu_worker_killed_during_a_start_leaves_the_launch_lost_and_its_resta
     worker.kill()
     launch = wait_status(launch, Launch.Status.LOST, timeout=LAUNCH_LOST_SECONDS + 20)
     assert "has not reported" in launch.reason and host in launch.reason
-    # The server outlived its worker (its own process group) ...
-    assert fleet.servers_of(host) == orphans
+    # The server is in its own process group, so killing the worker does not kill it; it may still
+    # die by itself when it next writes to the pipe its dead worker read (see the report on output
+    # going to a file instead).
+    assert set(fleet.servers_of(host)) <= set(orphans)
 
     restarted = fleet.gpu_worker("crash", H100, "0.32.0", AIFRED_STANDIN_LOAD_SECONDS="60")
-    # ... until the restarted worker finds it in its state file and stops it.
+    # Whatever is left of it, the restarted worker finds through its state file and stops.
     wait_for(lambda: not fleet.servers_of(host), 20, "the orphaned server to be stopped")
     wait_for(lambda: launch.events.filter(kind="failed").exists(), 20, "the restarted worker's report")
     launch.refresh_from_db()
