@@ -34,6 +34,8 @@ def gpu_worker_env(host: str, cards: str, version: str) -> dict[str, str]:
         "AIFRED_VLLM_COMMAND": shlex.join([sys.executable, "-m", "launches.vllm.standin", "serve"]),
         "AIFRED_STANDIN_VLLM_VERSION": version,
         "AIFRED_STANDIN_LOAD_SECONDS": "3",
+        # What Qwen3-8B-AWQ's weights take; the stand-in would otherwise estimate full precision.
+        "AIFRED_STANDIN_WEIGHTS_MIB": "5837",
         "AIFRED_SERVE_HOST": "127.0.0.1",
         "AIFRED_STATE_DIR": str(settings.VAR_DIR / f"gpu-worker-{host}"),
     }
