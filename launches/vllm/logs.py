@@ -130,6 +130,7 @@ _BLOCK_SIZE = re.compile(r"\bblock_size=(\d+)")
 _AUTO_REDUCED = re.compile(r"Auto-fit max_model_len: reduced from (\d+) to (\d+)")
 _AUTO_FULL = re.compile(r"Auto-fit max_model_len: full model context length (\d+) fits")
 _BANNER = re.compile(r"vLLM (?:API )?server version ([0-9][^\s,]*)")
+_SOURCE_LINE = re.compile(r"\braise \w+\(")
 _FATAL = re.compile(
     r"Engine core initialization failed|Engine process failed to start"
     r"|Got fatal signal from worker processes|RPCServer process died before responding to readiness probe"
@@ -163,7 +164,9 @@ class LogWatcher:
         self._learn(line)
         if self.decided is not None:
             return None
-        failure = self._failure_in(line)
+        # A traceback's source line ("raise ValueError(\"No available ...") repeats the words of
+        # the message that follows it; the message line itself is the one to report.
+        failure = None if _SOURCE_LINE.search(line) else self._failure_in(line)
         if failure is not None:
             self._failure = self._failure or failure
             self.decided = self.verdict()

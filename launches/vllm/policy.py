@@ -84,6 +84,7 @@ class AttemptResult:
     log_tail: list[str] = field(default_factory=list)
     log_path: str | None = None
     kv_capacity_tokens: int | None = None
+    decided_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,6 +129,7 @@ class _Attempt:
             argv, env, on_line=lambda _stream, line: self.lines.put(line), log_path=log_path
         )
         self._batch: list[str] = []
+        self.decided_at: float | None = None
         self._last_flush = time.monotonic()
 
     def _take(self, line: str) -> Verdict | None:
@@ -163,8 +165,9 @@ class _Attempt:
                 line = self.lines.get(timeout=0.05)
             except queue.Empty:
                 line = None
-            if line is not None:
-                decided = self._take(line) or decided
+            if line is not None and (verdict := self._take(line)) is not None:
+                decided = verdict
+                self.decided_at = time.time()
             if time.monotonic() - self._last_flush >= LOG_FLUSH_SECONDS:
                 self.flush()
             if decided is not None and decided.outcome != Outcome.READY:
@@ -280,6 +283,7 @@ def run_launch(
             log_tail=list(verdict.tail),
             log_path=log_path,
             kv_capacity_tokens=verdict.kv_capacity_tokens,
+            decided_at=attempt.decided_at,
         )
         attempts.append(result)
         emit(

@@ -39,6 +39,12 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+def _reap(pid: int) -> None:
+    # A leader that is our own child stays a zombie (and keeps the group visible) until reaped.
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
 def kill_group(pgid: int, grace: float = 10.0) -> bool:
     """SIGTERM the group, wait up to ``grace`` seconds, then SIGKILL it. True when it is gone."""
     try:
@@ -47,6 +53,7 @@ def kill_group(pgid: int, grace: float = 10.0) -> bool:
         return True
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
+        _reap(pgid)
         if not group_alive(pgid):
             return True
         time.sleep(0.05)
@@ -54,9 +61,11 @@ def kill_group(pgid: int, grace: float = 10.0) -> bool:
         os.killpg(pgid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
+        _reap(pgid)
         if not group_alive(pgid):
             return True
         time.sleep(0.05)
+    _reap(pgid)
     return not group_alive(pgid)
 
 

@@ -1,0 +1,116 @@
+"""A vLLM process group is watched through both streams and stopped whole, children included."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from launches.vllm.process import (
+    VllmProcess,
+    group_alive,
+    kill_group,
+    probe_health,
+    read_served_max_model_len,
+)
+from tests.vllm.conftest import DEMO_MODEL, STANDIN_SERVE, free_port, group_gone
+
+# A parent that forks a child which ignores nothing and sleeps: stopping only the parent would leave it.
+FORKING = (
+    "import os, sys, time\n"
+    "print('\\x1b[1;36mparent\\x1b[0m up\\r', flush=True)\n"
+    "print('to stderr', file=sys.stderr, flush=True)\n"
+    "if os.fork() == 0:\n"
+    "    time.sleep(60)\n"
+    "    os._exit(0)\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_stop_ends_the_whole_group_including_forked_children(tmp_path: Path) -> None:
+    seen: list[tuple[str, str]] = []
+    log = tmp_path / "attempt.log"
+    proc = VllmProcess.start(
+        [sys.executable, "-c", FORKING],
+        dict(os.environ),
+        on_line=lambda s, line: seen.append((s, line)),
+        log_path=str(log),
+    )
+    deadline = time.monotonic() + 10
+    while len(seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.pgid == proc.pid
+    assert ("stdout", "parent up") in seen and ("stderr", "to stderr") in seen
+    proc.stop(grace=2)
+    assert proc.returncode is not None
+    assert group_gone(proc.pgid)
+    assert "parent up" in log.read_text()
+    assert proc.recent_lines(5)[-2:] in (["parent up", "to stderr"], ["to stderr", "parent up"])
+
+
+def test_a_group_that_ignores_sigterm_is_killed_after_the_grace_period() -> None:
+    code = (
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('x', flush=True)\ntime.sleep(60)"
+    )
+    proc = VllmProcess.start([sys.executable, "-c", code], dict(os.environ))
+    time.sleep(0.5)
+    started = time.monotonic()
+    proc.stop(grace=0.5)
+    assert time.monotonic() - started < 5
+    assert group_gone(proc.pgid)
+
+
+def test_an_adopted_group_can_be_checked_and_killed_by_its_id() -> None:
+    proc = VllmProcess.start([sys.executable, "-c", FORKING], dict(os.environ))
+    time.sleep(0.5)
+    assert group_alive(proc.pgid)
+    assert kill_group(proc.pgid, grace=2)
+    proc.wait(5)
+    assert group_gone(proc.pgid)
+
+
+def test_a_failed_standin_start_leaves_no_process_behind() -> None:
+    env = {
+        **os.environ,
+        "AIFRED_STANDIN_VLLM_VERSION": "0.32.0",
+        "AIFRED_STANDIN_GPU_TOTAL_MIB": "12288",
+        "AIFRED_STANDIN_WEIGHTS_MIB": "20000",
+        "AIFRED_STANDIN_LOAD_SECONDS": "0.2",
+        "AIFRED_STANDIN_TEARDOWN_SECONDS": "0.2",
+    }
+    proc = VllmProcess.start([*STANDIN_SERVE, str(DEMO_MODEL), "--port", str(free_port())], env)
+    assert proc.wait(20) == 1
+    assert group_gone(proc.pgid)
+    assert any("OutOfMemoryError" in line for line in proc.recent_lines(100))
+
+
+def test_a_ready_standin_answers_health_and_models_until_stopped() -> None:
+    port = free_port()
+    env = {**os.environ, "AIFRED_STANDIN_VLLM_VERSION": "0.32.0", "AIFRED_STANDIN_LOAD_SECONDS": "0.2"}
+    proc = VllmProcess.start(
+        [
+            *STANDIN_SERVE,
+            str(DEMO_MODEL),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--max-model-len",
+            "8192",
+        ],
+        env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while not probe_health(url, 0.5) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert probe_health(url)
+        assert read_served_max_model_len(url) == 8192
+    finally:
+        proc.stop(5)
+    assert group_gone(proc.pgid)
+    assert not probe_health(url, 0.5)
+    assert read_served_max_model_len(url) is None
