@@ -176,12 +176,24 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_DEFAULT_QUEUE = "control"
+# The control worker's queue; tests give each run its own name so parallel runs do not collide.
+CONTROL_QUEUE = env_str("AIFRED_CONTROL_QUEUE", "control")
+CELERY_TASK_DEFAULT_QUEUE = CONTROL_QUEUE
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
+# The control worker runs beat (-B): launches whose host went silent are marked lost even when no
+# host reports at all any more.
+LOST_CHECK_SECONDS = env_int("AIFRED_LOST_CHECK_SECONDS", 15)
+CELERY_BEAT_SCHEDULE = {
+    "mark-lost-launches": {
+        "task": "launches.control.mark_lost_launches",
+        "schedule": float(LOST_CHECK_SECONDS),
+        "options": {"queue": CONTROL_QUEUE, "expires": float(LOST_CHECK_SECONDS)},
+    }
+}
 
 # Hugging Face: the token is handed to huggingface_hub and never shown.
 HF_TOKEN = env_str("HF_TOKEN") or None

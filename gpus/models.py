@@ -5,9 +5,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from gpus.fingerprint import memory_fingerprint
 
@@ -18,6 +19,31 @@ class HostQuerySet(models.QuerySet["Host"]):
 
     def offline(self) -> HostQuerySet:
         return self.exclude(last_heartbeat__gte=Host.online_cutoff())
+
+    def apply_report(self, report: dict[str, Any]) -> Host:
+        """Apply a GPU worker's report (start or heartbeat): the host row, then its cards."""
+        received = timezone.now()
+        started = parse_datetime(report.get("worker_started_at") or "") or None
+        with transaction.atomic():
+            host, _ = self.get_or_create(name=report["host"])
+            host.last_heartbeat = received
+            host.worker_started_at = started
+            host.vllm_version = (report.get("vllm_version") or "")[:40]
+            host.vllm_command = report.get("vllm_command") or host.vllm_command
+            host.simulated = bool(report.get("simulated"))
+            status = report.get("nvml_status") or ""
+            if report.get("vllm_error"):
+                status = "; ".join(part for part in (status, f"vLLM: {report['vllm_error']}") if part)
+            host.nvml_status = status[:255]
+            host.running_servers = list(report.get("running_servers") or [])
+            host.save()
+            # Without NVML the worker sees no cards; that is not the cards being taken out.
+            host.sync_cards(
+                report.get("gpus") or [],
+                report.get("driver_version") or "",
+                retire_missing=not report.get("nvml_status"),
+            )
+        return host
 
 
 class Host(models.Model):
@@ -66,6 +92,43 @@ class Host(models.Model):
     @property
     def reachable_address(self) -> str:
         return self.address or self.name
+
+    def sync_cards(self, reported: list[dict[str, Any]], driver_version: str, retire_missing: bool) -> None:
+        """Bring the current cards of this host in line with what NVML reported.
+
+        A card whose UUID, name, memory or driver differs from the row in its slot is a GPU change:
+        the old row is retired with the reason and a new one takes the slot.
+        """
+        now = timezone.now()
+        current = {card.index: card for card in self.gpus.current().select_related("profile")}
+        for info in reported:
+            profile, _ = GpuProfile.objects.get_or_create(
+                name=info["name"], memory_total_mib=int(info["memory_total_mib"])
+            )
+            card = current.pop(int(info["index"]), None)
+            if card is not None:
+                changes = card.changes_from(info, profile, driver_version)
+                if not changes:
+                    card.last_seen = now
+                    card.memory_free_mib = info.get("memory_free_mib")
+                    card.compute_capability = info.get("compute_capability") or card.compute_capability
+                    card.save(update_fields=["last_seen", "memory_free_mib", "compute_capability"])
+                    continue
+                card.retire(f"GPU change: {'; '.join(changes)}.", now)
+            Gpu.objects.create(
+                host=self,
+                index=int(info["index"]),
+                uuid=info["uuid"],
+                profile=profile,
+                driver_version=driver_version,
+                compute_capability=info.get("compute_capability") or "",
+                memory_free_mib=info.get("memory_free_mib"),
+                first_seen=now,
+                last_seen=now,
+            )
+        if retire_missing:
+            for card in current.values():
+                card.retire("No longer reported by the host's GPU worker.", now)
 
 
 class GpuProfile(models.Model):
@@ -125,6 +188,22 @@ class Gpu(models.Model):
     def __str__(self) -> str:
         return f"{self.host.name}:{self.index} {self.profile.name}"
 
+    def changes_from(self, info: dict[str, Any], profile: GpuProfile, driver_version: str) -> list[str]:
+        """What makes the reported card a different GPU than this row, in words."""
+        changes = []
+        if info["uuid"] != self.uuid:
+            changes.append(f"UUID {self.uuid} -> {info['uuid']}")
+        if profile.pk != self.profile_id:
+            changes.append(f"model {self.profile} -> {profile}")
+        if driver_version != self.driver_version:
+            changes.append(f"driver {self.driver_version or 'unknown'} -> {driver_version or 'unknown'}")
+        return changes
+
+    def retire(self, reason: str, when=None) -> None:
+        self.retired_at = when or timezone.now()
+        self.retired_reason = reason[:255]
+        self.save(update_fields=["retired_at", "retired_reason"])
+
 
 class ModelSpec(models.Model):
     """A model and the facts read from its config.json."""
@@ -151,6 +230,67 @@ class ModelSpec(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source}@{self.revision}" if self.revision else self.source
+
+    def apply_facts(self, facts: dict[str, Any]) -> None:
+        """Store facts read from config.json (by the control worker or a GPU host)."""
+        self.native_context = facts.get("native_context")
+        self.max_len_key = facts.get("max_len_key") or ""
+        self.num_layers = facts.get("num_layers")
+        self.num_kv_heads = facts.get("num_kv_heads")
+        self.head_dim = facts.get("head_dim")
+        self.dtype = facts.get("dtype") or ""
+        self.rope_scaling = facts.get("rope_scaling")
+        self.facts_read_at = timezone.now()
+        self.facts_error = ""
+        self.save()
+
+    def record_facts_error(self, message: str) -> None:
+        self.facts_error = message
+        self.facts_read_at = timezone.now()
+        self.save(update_fields=["facts_error", "facts_read_at"])
+
+    def refresh_facts(self) -> bool:
+        """Read config.json through huggingface_hub (cache first) with the site's token."""
+        from launches.vllm.modelinfo import ModelConfigError, read_model_facts
+
+        try:
+            facts = read_model_facts(
+                self.source,
+                self.revision or None,
+                token=settings.HF_TOKEN,
+                local_files_only=not settings.HF_HUB_ALLOW_DOWNLOAD,
+            )
+        except ModelConfigError as exc:
+            # The messages name the model and the problem, never the token.
+            self.record_facts_error(str(exc))
+            return False
+        self.apply_facts(facts.to_dict())
+        return True
+
+
+class DetectedLimitQuerySet(models.QuerySet["DetectedLimit"]):
+    def learn(
+        self, launch, max_model_len: int, learned_from: str, kv_capacity_tokens: int | None
+    ) -> DetectedLimit:
+        """Store (or replace) what a launch learned for its profile × model × fingerprint."""
+        spec = launch.spec or {}
+        limit, _ = self.update_or_create(
+            profile=launch.gpu_profile,
+            model=launch.model,
+            fingerprint=launch.fingerprint,
+            defaults={
+                "fingerprint_fields": spec.get("fingerprint_fields") or {},
+                "vllm_version": spec.get("vllm_version") or launch.host.vllm_version or "",
+                "max_model_len": max_model_len,
+                "kv_capacity_tokens": kv_capacity_tokens,
+                "learned_from": learned_from,
+                "driver_version": launch.host.gpus.current().values_list("driver_version", flat=True).first()
+                or "",
+                "launch": launch,
+                "learned_at": timezone.now(),
+            },
+        )
+        return limit
 
 
 class DetectedLimitQuerySet(models.QuerySet["DetectedLimit"]):

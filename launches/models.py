@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import shlex
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -10,6 +13,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from gpus.fingerprint import memory_fingerprint
 from gpus.models import DetectedLimit, Gpu, GpuProfile
@@ -250,6 +254,33 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
     def running(self) -> LaunchQuerySet:
         return self.filter(status=Launch.Status.READY)
 
+    def worker_vanished(self) -> LaunchQuerySet:
+        """Launches under way whose host's worker has been silent for LAUNCH_LOST_SECONDS.
+
+        Derived from the host's last heartbeat; a launch for a host that never reported counts from
+        its creation.
+        """
+        cutoff = timezone.now() - timedelta(seconds=settings.LAUNCH_LOST_SECONDS)
+        under_way = (Launch.Status.QUEUED, Launch.Status.STARTING, Launch.Status.STOPPING)
+        return self.filter(status__in=under_way).filter(
+            Q(host__last_heartbeat__lt=cutoff) | Q(host__last_heartbeat__isnull=True, created_at__lt=cutoff)
+        )
+
+    def mark_lost(self) -> int:
+        """Give every launch whose worker vanished its terminal state, with the reason."""
+        marked = 0
+        for launch in self.worker_vanished().select_related("host"):
+            seen = launch.host.last_heartbeat
+            since = f"since {seen:%Y-%m-%d %H:%M:%S %Z}" if seen else "ever"
+            reason = (
+                f"The GPU worker on {launch.host.name} has not reported {since} (more than "
+                f"{settings.LAUNCH_LOST_SECONDS} s) while this launch was "
+                f"{launch.get_status_display().lower()}; "
+                "what became of the server is unknown. A restarted worker stops what it finds of it."
+            )
+            marked += launch.transition(Launch.Status.LOST, reason=reason)
+        return marked
+
     def start(self, config: LaunchConfig, user, kind: str = "launch") -> Launch:
         """Create the launch row and enqueue its self-contained spec on the host's queue at commit.
 
@@ -465,11 +496,141 @@ class Launch(models.Model):
             self.transition(self.Status.STOPPING)
         transaction.on_commit(lambda: send_to_host(STOP_LAUNCH_TASK, self.host.queue, [self.pk]))
 
+    # --- events from the GPU worker -----------------------------------------------------------
+
+    def apply_event(self, seq: int, kind: str, data: dict[str, Any], emitted_at: str | None = None) -> bool:
+        """Store a numbered event and apply every stored event that is next in line.
+
+        An event that arrives ahead of a gap waits in LaunchEvent until the gap fills. A duplicated
+        event (same launch and seq) is not stored again and changes nothing. Returns whether the
+        event was new.
+        """
+        _, created = LaunchEvent.objects.get_or_create(
+            launch_id=self.pk,
+            seq=seq,
+            defaults={"kind": kind, "data": data, "emitted_at": parse_datetime(emitted_at or "") or None},
+        )
+        # Also after a duplicate: a redelivery after a crash between storing and applying finishes here.
+        self.apply_pending_events()
+        return created
+
+    def apply_pending_events(self) -> int:
+        applied = 0
+        while True:
+            with transaction.atomic():
+                last_seq = Launch.objects.filter(pk=self.pk).values_list("last_seq", flat=True).first()
+                if last_seq is None:
+                    return applied
+                event = LaunchEvent.objects.filter(launch_id=self.pk, seq=last_seq + 1).first()
+                if event is None:
+                    return applied
+                # Claim the event with a conditional UPDATE: a concurrent applier matches no row.
+                claimed = Launch.objects.filter(pk=self.pk, last_seq=last_seq).update(
+                    last_seq=event.seq, last_event_at=timezone.now()
+                )
+                if not claimed:
+                    continue
+                self.refresh_from_db()
+                handler = getattr(self, f"_on_{event.kind}", None)
+                if handler is not None:
+                    handler(event.data or {}, event.emitted_at or timezone.now())
+                applied += 1
+
+    def _on_accepted(self, data: dict, when: datetime) -> None:
+        self.transition(self.Status.STARTING, started_at=when)
+
+    def _on_model_facts(self, data: dict, when: datetime) -> None:
+        if "error" not in data and data.get("native_context"):
+            self.model.apply_facts(data)
+
+    def _on_attempt_started(self, data: dict, when: datetime) -> None:
+        self.transition(self.Status.STARTING, started_at=when)
+        requested = data.get("requested_len")
+        LaunchAttempt.objects.update_or_create(
+            launch=self,
+            number=int(data["attempt"]),
+            defaults={
+                "requested_len": requested if isinstance(requested, int) else None,
+                "requested_auto": requested == "auto",
+                "argv": list(data.get("argv") or []),
+                "started_at": when,
+            },
+        )
+
+    def _on_attempt_finished(self, data: dict, when: datetime) -> None:
+        attempt, _ = LaunchAttempt.objects.get_or_create(launch=self, number=int(data["attempt"]))
+        attempt.outcome = data.get("outcome") or ""
+        attempt.parsed_len = data.get("parsed_len")
+        attempt.exit_code = data.get("exit_code")
+        attempt.message = data.get("message") or ""
+        attempt.log_tail = "\n".join(data.get("log_tail") or [])
+        attempt.started_at = _from_epoch(data.get("started_at")) or attempt.started_at
+        attempt.ended_at = _from_epoch(data.get("ended_at")) or when
+        attempt.save()
+        Launch.objects.filter(pk=self.pk).update(outcome=attempt.outcome)
+
+    def _on_limit_learned(self, data: dict, when: datetime) -> None:
+        learned, learned_from = data.get("max_model_len"), data.get("learned_from")
+        if not learned or not learned_from or self.gpu_profile_id is None:
+            # "The wanted length fits" carries no number here; the ready event gives it.
+            return
+        DetectedLimit.objects.learn(self, int(learned), learned_from, data.get("kv_capacity_tokens"))
+        Launch.objects.filter(pk=self.pk).update(
+            learned_limit=learned, kv_capacity_tokens=data.get("kv_capacity_tokens")
+        )
+
+    def _on_ready(self, data: dict, when: datetime) -> None:
+        served = data.get("max_model_len")
+        fields = {
+            "context_length": served,
+            "server_url": self.public_url(data.get("url") or ""),
+            "pid": data.get("pid"),
+            "kv_capacity_tokens": data.get("kv_capacity_tokens"),
+            "ready_at": when,
+        }
+        if not self.transition(self.Status.READY, **fields):
+            # Stopped during the start: keep what it served with; the stop decides the end state.
+            Launch.objects.filter(pk=self.pk).update(**fields)
+        fits = self.events.filter(kind="limit_learned", data__learned_from="fits").exists()
+        if fits and served and self.gpu_profile_id is not None:
+            DetectedLimit.objects.learn(self, int(served), "fits", data.get("kv_capacity_tokens"))
+            Launch.objects.filter(pk=self.pk).update(learned_limit=served)
+
+    def _on_failed(self, data: dict, when: datetime) -> None:
+        outcome = data.get("outcome") or "failed"
+        reason = data.get("reason") or "The start failed."
+        if outcome == "cancelled":
+            self.transition(self.Status.CANCELLED, reason="Stopped during the start.", outcome=outcome)
+        else:
+            self.transition(self.Status.FAILED, reason=reason, outcome=outcome)
+
+    def _on_cancelled(self, data: dict, when: datetime) -> None:
+        self.transition(self.Status.CANCELLED, reason=data.get("reason") or "Cancelled.")
+
+    def _on_stopped(self, data: dict, when: datetime) -> None:
+        self.transition(self.Status.STOPPED, reason=data.get("reason") or "Stopped.")
+
+    def _on_crashed(self, data: dict, when: datetime) -> None:
+        tail = "\n".join(data.get("log_tail") or [])
+        reason = data.get("reason") or "The server exited."
+        self.transition(self.Status.CRASHED, reason=f"{reason}\nLast log lines:\n{tail}" if tail else reason)
+
+    def public_url(self, worker_url: str) -> str:
+        """The worker knows its port; clients reach the host by the address the site has for it."""
+        port = urlsplit(worker_url).port or self.config_snapshot.get("port")
+        return f"http://{self.host.reachable_address}:{port}" if port else worker_url
+
     @property
     def time_to_ready(self) -> float | None:
         if self.ready_at and self.created_at:
             return (self.ready_at - self.created_at).total_seconds()
         return None
+
+
+def _from_epoch(value: Any) -> datetime | None:
+    if isinstance(value, int | float) and value > 0:
+        return datetime.fromtimestamp(value, tz=UTC)
+    return None
 
 
 class LaunchAttempt(models.Model):

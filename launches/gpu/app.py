@@ -1,0 +1,31 @@
+"""The GPU worker's Celery app: broker only, no Django fixup, no result backend."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+RUN_LAUNCH_TASK = "launches.gpu.run_launch"
+STOP_LAUNCH_TASK = "launches.gpu.stop_launch"
+HOST_REPORT_TASK = "launches.control.host_report"
+APPLY_EVENT_TASK = "launches.control.apply_event"
+LAUNCH_UNKNOWN_TASK = "launches.control.launch_unknown"
+
+# fixups=[]: Celery would otherwise set up Django when DJANGO_SETTINGS_MODULE happens to be set.
+app = Celery("aifred_gpu", fixups=[], include=["launches.gpu.tasks"])
+app.conf.update(
+    broker_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    result_backend=None,
+    task_ignore_result=True,
+    # A launch is acknowledged when it starts: a worker that dies must not re-run it on restart; the
+    # state file and the control side's lost-launch check deal with what was under way.
+    task_acks_late=False,
+    worker_prefetch_multiplier=1,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=True,
+)
+
+
+def control_queue() -> str:
+    return os.environ.get("AIFRED_CONTROL_QUEUE", "control")

@@ -1,0 +1,556 @@
+"""What one GPU worker knows and does: its cards, its servers, their events.
+
+One ``HostRuntime`` lives in the worker process. Celery's task threads call ``run_launch`` and
+``stop_launch``; a heartbeat thread reports the inventory and the servers; a watcher thread notices
+servers that exit. Every launch event gets the next number of its launch; the number is written to
+the state file before the event is sent, so a restarted worker never reuses one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shlex
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gpus.nvml import Inventory, SimulatedGpus, read_inventory_or_empty
+from launches.gpu.app import APPLY_EVENT_TASK, HOST_REPORT_TASK, LAUNCH_UNKNOWN_TASK
+from launches.gpu.state import ServerRecord, StateFile, StateFileError
+from launches.vllm.argv import ServeOptions
+from launches.vllm.modelinfo import ModelConfigError, read_model_facts
+from launches.vllm.policy import LaunchRequest
+from launches.vllm.policy import run_launch as run_policy
+from launches.vllm.process import VllmProcess, group_alive, kill_group, probe_health
+from launches.vllm.versions import VllmVersionError, detect_vllm_version
+
+log = logging.getLogger("aifred.gpu")
+
+Sender = Callable[[str, list[Any]], None]
+# Put in the environment of every server this worker starts: a restarted worker finds the processes
+# of a start that was under way (whose process group it never learned) by this mark.
+LAUNCH_MARK = "AIFRED_LAUNCH_MARK"
+CRASH_TAIL_LINES = 40
+HEALTH_FAILURES_REPORTED = 3
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    try:
+        return int(raw) if raw.strip() else default
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a whole number.") from None
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass
+class WorkerConfig:
+    host: str
+    vllm_command: list[str]
+    heartbeat_seconds: int = 5
+    state_dir: Path = Path("var/gpu-worker")
+    simulated_gpus: str = ""
+    serve_host: str = "0.0.0.0"  # noqa: S104  (servers are for clients on other machines)
+    retry_wait_seconds: int = 120
+    ready_timeout_seconds: int = 900
+    hf_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, host: str) -> WorkerConfig:
+        command = os.environ.get("AIFRED_VLLM_COMMAND", "vllm serve")
+        return cls(
+            host=host,
+            vllm_command=shlex.split(command),
+            heartbeat_seconds=max(1, _env_int("AIFRED_HEARTBEAT_SECONDS", 5)),
+            state_dir=Path(os.environ.get("AIFRED_STATE_DIR") or f"var/gpu-worker-{host}"),
+            simulated_gpus=os.environ.get("AIFRED_SIMULATED_GPUS", "").strip(),
+            serve_host=os.environ.get("AIFRED_SERVE_HOST", "0.0.0.0"),  # noqa: S104
+            retry_wait_seconds=_env_int("AIFRED_RETRY_WAIT_SECONDS", 120),
+            ready_timeout_seconds=_env_int("AIFRED_READY_TIMEOUT_SECONDS", 900),
+            hf_token=os.environ.get("HF_TOKEN") or None,
+        )
+
+
+class HostRuntime:
+    def __init__(self, config: WorkerConfig, send: Sender) -> None:
+        self.config = config
+        self._send = send
+        self.simulated = SimulatedGpus(config.host, config.simulated_gpus) if config.simulated_gpus else None
+        self.state = StateFile(config.state_dir)
+        self.lock = threading.RLock()
+        self.records: dict[int, ServerRecord] = {}
+        self.processes: dict[int, VllmProcess] = {}
+        self.cancels: dict[int, threading.Event] = {}
+        self.seqs: dict[int, int] = {}
+        self.cancelled_early: set[int] = set()
+        self.health_failures: dict[int, int] = {}
+        self.stopping = threading.Event()
+        self.started_at = _now_iso()
+        self.vllm_version = ""
+        self.vllm_error = ""
+        self._nvml_warned = False
+        self._threads: list[threading.Thread] = []
+
+    # --- inventory and reports ---------------------------------------------------------------
+
+    def inventory(self) -> Inventory:
+        if self.simulated is not None:
+            used: dict[int, int] = {}
+            with self.lock:
+                for record in self.records.values():
+                    for index, mib in record.used_mib.items():
+                        used[int(index)] = used.get(int(index), 0) + mib
+            return self.simulated.inventory(used)
+        inventory = read_inventory_or_empty()
+        if inventory.status and not self._nvml_warned:
+            # Said once: a host without a driver would otherwise repeat it every heartbeat.
+            log.warning("%s", inventory.status)
+            self._nvml_warned = True
+        return inventory
+
+    def detect_version(self) -> None:
+        try:
+            self.vllm_version = detect_vllm_version(self.config.vllm_command)
+            self.vllm_error = ""
+        except VllmVersionError as exc:
+            self.vllm_version = ""
+            self.vllm_error = str(exc)
+            log.warning("vLLM version unknown: %s", exc)
+
+    def report(self) -> dict[str, Any]:
+        inventory = self.inventory()
+        with self.lock:
+            servers = [record.summary() for record in self.records.values()]
+        return {
+            "host": self.config.host,
+            "sent_at": _now_iso(),
+            "worker_started_at": self.started_at,
+            "vllm_command": shlex.join(self.config.vllm_command),
+            "vllm_version": self.vllm_version,
+            "vllm_error": self.vllm_error,
+            "simulated": inventory.simulated,
+            "nvml_status": inventory.status,
+            "driver_version": inventory.driver_version,
+            "gpus": [gpu.to_dict() for gpu in inventory.gpus],
+            "running_servers": servers,
+        }
+
+    def send_report(self) -> None:
+        self._send(HOST_REPORT_TASK, [self.report()])
+
+    # --- events ------------------------------------------------------------------------------
+
+    def emit(self, launch_id: int, kind: str, data: dict[str, Any]) -> int:
+        """Send one numbered event; the number is saved before the send (see ``adopt``)."""
+        with self.lock:
+            seq = self.seqs.get(launch_id, 1)
+            self.seqs[launch_id] = seq + 1
+            record = self.records.get(launch_id)
+            if record is not None:
+                record.next_seq = seq + 1
+                self._save()
+            self._send(APPLY_EVENT_TASK, [launch_id, seq, kind, data, _now_iso()])
+        return seq
+
+    def _save(self) -> None:
+        with self.lock:
+            self.state.save(self.records)
+
+    # --- launching ---------------------------------------------------------------------------
+
+    def run_launch(self, spec: dict[str, Any]) -> str:
+        launch_id = int(spec["launch_id"])
+        indices = [int(index) for index in spec.get("gpu_indices") or [0]]
+        with self.lock:
+            if launch_id in self.cancelled_early:
+                self.cancelled_early.discard(launch_id)
+                self.emit(launch_id, "cancelled", {"reason": "Stopped before the start began."})
+                return "cancelled"
+            if launch_id in self.records:
+                # A redelivered spec for a launch this worker already runs changes nothing.
+                return "duplicate"
+            refusal = self._refusal(spec, indices)
+            if refusal:
+                self.emit(launch_id, "failed", {"outcome": "refused", "reason": refusal})
+                return "refused"
+            options = self._used_mib(spec, indices)
+            record = ServerRecord(
+                launch_id=launch_id,
+                kind=str(spec.get("kind") or "launch"),
+                status="starting",
+                gpu_indices=indices,
+                port=int(spec["port"]),
+                log_dir=str(self.config.state_dir / "logs"),
+                used_mib=options,
+            )
+            self.records[launch_id] = record
+            cancel = self.cancels[launch_id] = threading.Event()
+        self.emit(launch_id, "accepted", {"host": self.config.host, "worker_pid": os.getpid()})
+        try:
+            return self._start(spec, record, cancel)
+        except Exception as exc:
+            log.exception("launch %s failed unexpectedly", launch_id)
+            self.emit(launch_id, "failed", {"outcome": "failed", "reason": f"The GPU worker failed: {exc}"})
+            self._forget(launch_id)
+            return "failed"
+
+    def _refusal(self, spec: dict[str, Any], indices: list[int]) -> str:
+        """Why this host cannot start the launch now, or ''. Called with the lock held."""
+        for record in self.records.values():
+            shared = sorted(set(record.gpu_indices) & set(indices))
+            if shared:
+                return (
+                    f"GPU {', '.join(map(str, shared))} on {self.config.host} is in use by launch "
+                    f"#{record.launch_id}; one launch at a time per GPU. Stop it first."
+                )
+        inventory = self.inventory()
+        if inventory.status:
+            return f"This host cannot read its GPUs: {inventory.status}"
+        expected = list(spec.get("gpu_uuids") or [])
+        for position, index in enumerate(indices):
+            card = inventory.by_index(index)
+            if card is None:
+                return f"{self.config.host} has no GPU {index}."
+            if position < len(expected) and expected[position] != card.uuid:
+                return (
+                    f"GPU {index} on {self.config.host} is now {card.uuid}, not the card "
+                    f"{expected[position]} the site knew: a GPU change. The next heartbeat reports it; "
+                    "launch again."
+                )
+        return ""
+
+    def _used_mib(self, spec: dict[str, Any], indices: list[int]) -> dict[str, int]:
+        """Memory a simulated server holds, so that a simulated card shows it as used."""
+        if self.simulated is None:
+            return {}
+        share = float((spec.get("options") or {}).get("gpu_memory_utilization") or 0.9)
+        inventory = self.simulated.inventory()
+        return {
+            str(index): int(card.memory_total_mib * share)
+            for index in indices
+            if (card := inventory.by_index(index)) is not None
+        }
+
+    def _child_env(self, launch_id: int, indices: list[int]) -> dict[str, str]:
+        env = {LAUNCH_MARK: f"{self.config.host}:{launch_id}"}
+        if self.simulated is not None:
+            # The stand-in behaves like the simulated card: its memory, its name.
+            card = self.simulated.inventory().by_index(indices[0])
+            if card is not None:
+                env["AIFRED_STANDIN_GPU_NAME"] = card.name
+                env["AIFRED_STANDIN_GPU_TOTAL_MIB"] = str(card.memory_total_mib)
+                env["AIFRED_STANDIN_GPU_FREE_MIB"] = str(card.memory_total_mib)
+        return env
+
+    def _start(self, spec: dict[str, Any], record: ServerRecord, cancel: threading.Event) -> str:
+        launch_id = record.launch_id
+        native = spec.get("native_context")
+        rope_theta = None
+        try:
+            facts = read_model_facts(spec["model"], spec.get("revision"), token=self.config.hf_token)
+        except ModelConfigError as exc:
+            self.emit(launch_id, "model_facts", {"error": str(exc)})
+        else:
+            self.emit(launch_id, "model_facts", facts.to_dict())
+            native = facts.context_for_version(self.vllm_version or None)
+            rope_theta = facts.rope_theta
+        options = dict(spec.get("options") or {})
+        serve = ServeOptions(
+            model=spec["model"],
+            revision=spec.get("revision"),
+            served_model_name=spec.get("served_model_name"),
+            host=self.config.serve_host,
+            port=int(spec["port"]),
+            gpu_memory_utilization=float(options.get("gpu_memory_utilization", 0.9)),
+            dtype=options.get("dtype") or "auto",
+            quantization=options.get("quantization") or None,
+            kv_cache_dtype=options.get("kv_cache_dtype") or "auto",
+            tensor_parallel_size=int(options.get("tensor_parallel_size") or 1),
+            max_num_batched_tokens=options.get("max_num_batched_tokens"),
+            enforce_eager=bool(options.get("enforce_eager")),
+            extra_args=tuple(options.get("extra_args") or ()),
+        )
+        extra_env = self._child_env(launch_id, record.gpu_indices)
+        if self.config.hf_token:
+            extra_env["HF_TOKEN"] = self.config.hf_token
+        request = LaunchRequest(
+            options=serve,
+            launch_id=launch_id,
+            base_command=list(self.config.vllm_command),
+            vllm_version=self.vllm_version or None,
+            native_context=native,
+            known_limit=spec.get("known_limit"),
+            yarn_factor=float(spec.get("yarn_factor") or 1.0),
+            context_cap=spec.get("context_cap"),
+            gpu_uuids=[] if self.simulated else list(spec.get("gpu_uuids") or []),
+            ready_timeout=self.config.ready_timeout_seconds,
+            detect_only=bool(spec.get("detect_only")),
+            log_dir=record.log_dir,
+            extra_env=extra_env,
+            rope_theta=rope_theta,
+        )
+        result = run_policy(
+            request,
+            on_event=lambda kind, data: self.emit(launch_id, kind, data),
+            cancel=cancel,
+            before_retry=lambda: self.wait_for_free_memory(record.gpu_indices, cancel),
+        )
+        if result.outcome != "ready":
+            # The policy has reported it ("failed", with outcome "cancelled" after a stop).
+            self._forget(launch_id)
+            return result.outcome
+        if request.detect_only:
+            self.emit(
+                launch_id,
+                "stopped",
+                {
+                    "reason": f"YaRN test: the server came up with a context of {result.max_model_len:,} "
+                    "tokens and was stopped after the test.",
+                    "test_passed": True,
+                    "max_model_len": result.max_model_len,
+                },
+            )
+            self._forget(launch_id)
+            return "tested"
+        with self.lock:
+            record.status = "ready"
+            record.pid, record.pgid = result.pid, result.pgid
+            record.url = result.url or ""
+            record.max_model_len = result.max_model_len
+            if result.process is not None:
+                self.processes[launch_id] = result.process
+            self._save()
+            stop_wanted = cancel.is_set()
+        if stop_wanted:
+            # The stop came in between the ready line and now: honour it.
+            self.stop_launch(launch_id)
+        return "ready"
+
+    def wait_for_free_memory(self, indices: list[int], cancel: threading.Event) -> None:
+        """Before a second attempt: wait until the cards' memory is free again, within a time limit.
+
+        vLLM's start-up profiling takes what it sees free; a half-released card would teach a limit
+        that is too small. Simulated cards are free at once.
+        """
+        if self.simulated is not None:
+            return
+        deadline = time.monotonic() + self.config.retry_wait_seconds
+        while time.monotonic() < deadline and not cancel.is_set():
+            inventory = self.inventory()
+            cards = [inventory.by_index(index) for index in indices]
+            # "Free" = at most 5 % of the card in use (the driver and display keep a little).
+            if all(card and card.memory_free_mib >= card.memory_total_mib * 0.95 for card in cards):
+                return
+            time.sleep(1.0)
+        log.warning(
+            "GPU memory of %s not free after %ss; trying anyway", indices, self.config.retry_wait_seconds
+        )
+
+    def _forget(self, launch_id: int) -> None:
+        with self.lock:
+            self.records.pop(launch_id, None)
+            self.processes.pop(launch_id, None)
+            self.cancels.pop(launch_id, None)
+            self.health_failures.pop(launch_id, None)
+            self._save()
+
+    # --- stopping ----------------------------------------------------------------------------
+
+    def stop_launch(self, launch_id: int) -> str:
+        with self.lock:
+            record = self.records.get(launch_id)
+            if record is None:
+                self.cancelled_early.add(launch_id)
+                # Not sequenced: this worker has no event stream for a launch it does not know.
+                self._send(
+                    LAUNCH_UNKNOWN_TASK,
+                    [launch_id, self.config.host, f"{self.config.host} runs no server for this launch."],
+                )
+                return "unknown"
+            if record.status == "starting":
+                self.cancels[launch_id].set()
+                return "cancelling"
+            if record.status == "stopping":
+                return "already stopping"
+            record.status = "stopping"
+            self._save()
+            process = self.processes.get(launch_id)
+        if process is not None:
+            process.stop(grace=10.0)
+        elif record.pgid:
+            kill_group(record.pgid, grace=10.0)
+        self.emit(launch_id, "stopped", {"reason": "Stopped on request."})
+        self._forget(launch_id)
+        return "stopped"
+
+    # --- watching ----------------------------------------------------------------------------
+
+    def watch_once(self) -> None:
+        """Report servers that exited; probe the health of the others."""
+        with self.lock:
+            ready = [record for record in self.records.values() if record.status == "ready"]
+        for record in ready:
+            process = self.processes.get(record.launch_id)
+            if process is not None:
+                exited = process.poll() is not None
+            else:
+                exited = not (record.pgid and group_alive(record.pgid))
+            with self.lock:
+                if self.records.get(record.launch_id) is not record or record.status != "ready":
+                    continue  # stopped meanwhile: not a crash
+                if exited:
+                    record.status = "crashed"
+            if exited:
+                if process is not None:
+                    process.stop(grace=2.0)  # reap it and whatever it left in its group
+                elif record.pgid:
+                    kill_group(record.pgid, grace=2.0)
+                exit_code = process.returncode if process is not None else None
+                self.emit(
+                    record.launch_id,
+                    "crashed",
+                    {
+                        "reason": "The vLLM server exited"
+                        + (f" with code {exit_code}" if exit_code is not None else "")
+                        + ".",
+                        "exit_code": exit_code,
+                        "log_tail": self._log_tail(record, process),
+                    },
+                )
+                self._forget(record.launch_id)
+                continue
+            if record.url and not probe_health(record.url, timeout=2.0):
+                failures = self.health_failures.get(record.launch_id, 0) + 1
+                self.health_failures[record.launch_id] = failures
+                if failures == HEALTH_FAILURES_REPORTED:
+                    self.emit(record.launch_id, "unhealthy", {"reason": "/health does not answer."})
+            elif self.health_failures.pop(record.launch_id, 0) >= HEALTH_FAILURES_REPORTED:
+                self.emit(record.launch_id, "healthy", {})
+
+    def _log_tail(self, record: ServerRecord, process: VllmProcess | None) -> list[str]:
+        if process is not None:
+            return process.recent_lines(CRASH_TAIL_LINES)
+        # An adopted server: its output went to the attempt's log file.
+        logs = sorted(Path(record.log_dir).glob(f"launch-{record.launch_id}-attempt-*.log"))
+        if not logs:
+            return []
+        with contextlib.suppress(OSError):
+            return logs[-1].read_text(errors="replace").splitlines()[-CRASH_TAIL_LINES:]
+        return []
+
+    # --- restart: adopting what the previous worker left -------------------------------------
+
+    def adopt(self) -> None:
+        """Find the servers of the previous worker of this host again, or report them gone."""
+        try:
+            previous = self.state.load()
+        except StateFileError as exc:
+            log.error("%s", exc)
+            previous = {}
+        marked = find_marked_groups(self.config.host)
+        for launch_id, record in previous.items():
+            # The last number may have been saved but never sent: send it as a no-op to fill the gap
+            # (if it was sent, the control side ignores the duplicate).
+            self.seqs[launch_id] = max(record.next_seq - 1, 1)
+            if record.next_seq > 1:
+                self.records[launch_id] = record
+                self.emit(launch_id, "worker_restarted", {"host": self.config.host})
+            alive = bool(record.pgid and group_alive(record.pgid))
+            if record.status == "ready" and alive:
+                self.records[launch_id] = record
+                self.emit(launch_id, "adopted", {"pid": record.pid, "pgid": record.pgid, "url": record.url})
+                continue
+            self.records.pop(launch_id, None)
+            groups = set(marked.pop(launch_id, set()))
+            if record.pgid:
+                groups.add(record.pgid)
+            for pgid in groups:
+                kill_group(pgid, grace=5.0)
+            if record.status == "ready":
+                kind, reason = "crashed", "The server exited while no GPU worker watched it."
+            elif record.status == "stopping":
+                kind, reason = "stopped", "Stopped (the GPU worker restarted during the stop)."
+            else:
+                kind, reason = (
+                    "failed",
+                    "The GPU worker restarted during the start; the half-started server was stopped.",
+                )
+            self.records[launch_id] = record  # so that the event's number is saved
+            self.emit(launch_id, kind, {"outcome": "worker_restarted", "reason": reason})
+            self.records.pop(launch_id, None)
+        # Processes of launches the state file never listed (killed before the first save): stop them.
+        for launch_id, groups in marked.items():
+            if launch_id not in self.records:
+                for pgid in groups:
+                    kill_group(pgid, grace=5.0)
+        self._save()
+
+    # --- threads -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.detect_version()
+        self.adopt()
+        self.send_report()
+        for target, name in ((self._heartbeat_loop, "heartbeat"), (self._watch_loop, "watcher")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+
+    def _heartbeat_loop(self) -> None:
+        while not self.stopping.wait(self.config.heartbeat_seconds):
+            try:
+                self.send_report()
+            except Exception:
+                log.exception("heartbeat failed")
+
+    def _watch_loop(self) -> None:
+        while not self.stopping.wait(1.0):
+            try:
+                self.watch_once()
+            except Exception:
+                log.exception("watching servers failed")
+
+
+def find_marked_groups(host: str) -> dict[int, set[int]]:
+    """Process groups of this host's servers, found by the mark in their environment (Linux /proc)."""
+    prefix = f"{LAUNCH_MARK}={host}:".encode()
+    found: dict[int, set[int]] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            pgid = os.getpgid(int(entry.name))
+        except (OSError, ProcessLookupError):
+            continue
+        for item in environ.split(b"\0"):
+            if item.startswith(prefix):
+                with contextlib.suppress(ValueError):
+                    found.setdefault(int(item[len(prefix) :]), set()).add(pgid)
+    return found
+
+
+_runtime: HostRuntime | None = None
+
+
+def set_runtime(runtime: HostRuntime) -> None:
+    global _runtime
+    _runtime = runtime
+
+
+def current_runtime() -> HostRuntime:
+    if _runtime is None:
+        raise RuntimeError("The GPU worker's runtime is not set up; start it with python -m launches.gpu.")
+    return _runtime

@@ -1,0 +1,82 @@
+"""The worker's state file: the servers it runs, so that a restarted worker can find them again."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ServerRecord:
+    launch_id: int
+    kind: str
+    status: str  # "starting", "ready" or "stopping"
+    gpu_indices: list[int]
+    port: int
+    # The next event number of this launch; written before an event is sent (see HostRuntime.emit).
+    next_seq: int = 1
+    pid: int | None = None
+    pgid: int | None = None
+    url: str = ""
+    max_model_len: int | None = None
+    log_dir: str = ""
+    used_mib: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ServerRecord:
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        return cls(**known)
+
+    def summary(self) -> dict[str, Any]:
+        """What the heartbeat says about this server."""
+        return {
+            "launch_id": self.launch_id,
+            "kind": self.kind,
+            "status": self.status,
+            "gpu_indices": self.gpu_indices,
+            "port": self.port,
+            "pid": self.pid,
+            "pgid": self.pgid,
+            "url": self.url,
+            "max_model_len": self.max_model_len,
+        }
+
+
+class StateFile:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / "servers.json"
+
+    def load(self) -> dict[int, ServerRecord]:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            # A damaged file must not keep the worker from starting; the site will mark launches lost.
+            broken = self.path.with_suffix(".broken")
+            self.path.replace(broken)
+            raise StateFileError(f"{self.path} could not be read ({exc}); moved to {broken.name}.") from exc
+        return {int(item["launch_id"]): ServerRecord.from_dict(item) for item in data.get("servers", [])}
+
+    def save(self, records: dict[int, ServerRecord]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps({"servers": [record.to_dict() for record in records.values()]}, indent=1)
+        # Write then rename, so a worker killed mid-write leaves the previous file intact.
+        handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".servers-", suffix=".json")
+        with os.fdopen(handle, "w") as out:
+            out.write(payload)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, self.path)
+
+
+class StateFileError(Exception):
+    """The state file exists but cannot be read."""

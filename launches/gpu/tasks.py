@@ -1,0 +1,20 @@
+"""The GPU worker's tasks: thin adapters from broker messages to the host runtime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from launches.gpu.app import RUN_LAUNCH_TASK, STOP_LAUNCH_TASK, app
+from launches.gpu.runtime import current_runtime
+
+
+@app.task(name=RUN_LAUNCH_TASK)
+def run_launch(spec: dict[str, Any]) -> str:
+    """Start the server of one launch; return once it is ready or has failed for good."""
+    return current_runtime().run_launch(spec)
+
+
+@app.task(name=STOP_LAUNCH_TASK)
+def stop_launch(launch_id: int) -> str:
+    """Stop a running server, or cancel a start in progress."""
+    return current_runtime().stop_launch(int(launch_id))

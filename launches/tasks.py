@@ -1,0 +1,59 @@
+"""Control-side tasks (queue ``control``): thin adapters from GPU-worker reports to the database.
+
+They take ids or plain JSON, re-fetch rows, and return quietly when a row is gone. Applying is
+idempotent (unique event numbers, conditional updates), so a redelivered message changes nothing
+and a transient database error is simply retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from django.db import OperationalError
+
+from gpus.models import Host, ModelSpec
+from launches.models import Launch
+
+log = logging.getLogger(__name__)
+
+RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 1, "retry_backoff_max": 30, "max_retries": 8}
+
+
+@shared_task(name="launches.control.host_report", **RETRY)
+def host_report(report: dict[str, Any]) -> None:
+    Host.objects.apply_report(report)
+    # Every heartbeat batch is also a moment to notice launches whose worker went silent.
+    Launch.objects.mark_lost()
+
+
+@shared_task(name="launches.control.apply_event", **RETRY)
+def apply_event(
+    launch_id: int, seq: int, kind: str, data: dict[str, Any], emitted_at: str | None = None
+) -> None:
+    launch = Launch.objects.filter(pk=launch_id).first()
+    if launch is None:
+        return
+    launch.apply_event(int(seq), kind, data, emitted_at)
+
+
+@shared_task(name="launches.control.launch_unknown", **RETRY)
+def launch_unknown(launch_id: int, host: str, reason: str) -> None:
+    """A stop reached a host that runs nothing for the launch: the stop is done."""
+    launch = Launch.objects.filter(pk=launch_id, host__name=host).first()
+    if launch is not None and launch.status == Launch.Status.STOPPING:
+        launch.transition(Launch.Status.STOPPED, reason=f"Stopped: {reason}")
+
+
+@shared_task(name="launches.control.mark_lost_launches", **RETRY)
+def mark_lost_launches() -> int:
+    return Launch.objects.mark_lost()
+
+
+@shared_task(name="launches.control.read_model_facts", **RETRY)
+def read_model_facts(model_spec_id: int) -> bool:
+    spec = ModelSpec.objects.filter(pk=model_spec_id).first()
+    if spec is None:
+        return False
+    return spec.refresh_facts()

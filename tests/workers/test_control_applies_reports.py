@@ -1,0 +1,153 @@
+"""The control side applies GPU workers' reports and events: once, in order, into the right rows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from gpus.models import DetectedLimit, Gpu, Host
+from launches import tasks
+from launches.models import Launch
+from tests.workers.conftest import DEMO_MODEL, RTX_3060
+
+pytestmark = pytest.mark.django_db
+
+
+def report(host: str = "desk", uuid: str = "GPU-aaa", driver: str = "550.54.15", **extra) -> dict:
+    name, mib = RTX_3060.rsplit(":", 1)
+    return {
+        "host": host,
+        "worker_started_at": timezone.now().isoformat(),
+        "vllm_command": "vllm serve",
+        "vllm_version": "0.11.0",
+        "simulated": False,
+        "nvml_status": "",
+        "driver_version": driver,
+        "gpus": [
+            {
+                "index": 0,
+                "name": name,
+                "uuid": uuid,
+                "memory_total_mib": int(mib),
+                "memory_free_mib": 12000,
+                "compute_capability": "8.6",
+            }
+        ],
+        "running_servers": [],
+        **extra,
+    }
+
+
+@pytest.fixture
+def launch(settings) -> Launch:
+    from gpus.models import ModelSpec
+    from launches.models import LaunchConfig
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    tasks.host_report(report())
+    model = ModelSpec.objects.create(source=str(DEMO_MODEL))
+    assert model.refresh_facts()
+    config = LaunchConfig.objects.create(name="c", model=model, host=Host.objects.get(), quantization="awq")
+    launch = Launch.objects.create(
+        config=config,
+        config_snapshot=config.snapshot(),
+        host=config.host,
+        model=model,
+        gpu_profile=Gpu.objects.get().profile,
+        fingerprint="f" * 32,
+        spec={"fingerprint_fields": {"dtype": "auto"}, "vllm_version": "0.11.0"},
+    )
+    return launch
+
+
+def test_a_host_report_creates_the_host_its_profile_and_its_card() -> None:
+    tasks.host_report(report(simulated=True))
+    host = Host.objects.get(name="desk")
+    assert host.is_online and host.simulated and host.vllm_version == "0.11.0"
+    card = Gpu.objects.current().get(host=host)
+    assert (card.uuid, card.profile.name, card.profile.memory_total_mib) == (
+        "GPU-aaa",
+        "NVIDIA GeForce RTX 3060",
+        12288,
+    )
+
+
+@pytest.mark.parametrize(
+    ("changed", "words"), [({"uuid": "GPU-bbb"}, "UUID GPU-aaa -> GPU-bbb"), ({"driver": "560.1"}, "driver")]
+)
+def test_a_card_whose_uuid_or_driver_changed_is_a_gpu_change(changed: dict, words: str) -> None:
+    tasks.host_report(report())
+    tasks.host_report(report(**changed))
+    old, new = Gpu.objects.order_by("pk")
+    assert old.retired_at is not None and words in old.retired_reason
+    assert new.retired_at is None and new.profile_id == old.profile_id
+
+
+def test_a_host_without_nvml_keeps_its_cards_and_says_why() -> None:
+    tasks.host_report(report())
+    tasks.host_report(report(gpus=[], nvml_status="No NVIDIA driver found"))
+    assert Gpu.objects.current().count() == 1
+    assert Host.objects.get().nvml_status == "No NVIDIA driver found"
+
+
+def test_events_are_applied_in_order_even_when_one_arrives_ahead_of_a_gap(launch: Launch) -> None:
+    ready = {
+        "url": "http://127.0.0.1:8000",
+        "max_model_len": 27168,
+        "kv_capacity_tokens": 27200,
+        "pid": 1,
+        "pgid": 1,
+    }
+    tasks.apply_event(launch.pk, 3, "ready", ready)
+    launch.refresh_from_db()
+    assert (launch.status, launch.last_seq) == ("queued", 0)
+
+    tasks.apply_event(launch.pk, 1, "accepted", {"host": "desk"})
+    launch.refresh_from_db()
+    assert (launch.status, launch.last_seq) == ("starting", 1)
+
+    tasks.apply_event(
+        launch.pk, 2, "attempt_started", {"attempt": 1, "requested_len": 27168, "argv": ["vllm"]}
+    )
+    launch.refresh_from_db()
+    assert (launch.status, launch.last_seq, launch.context_length) == ("ready", 3, 27168)
+    assert launch.server_url == "http://desk:8000"
+
+
+def test_a_duplicated_event_changes_nothing(launch: Launch) -> None:
+    learned = {"max_model_len": 27168, "learned_from": "refusal", "kv_capacity_tokens": None}
+    tasks.apply_event(launch.pk, 1, "limit_learned", learned)
+    limit = DetectedLimit.objects.get()
+    assert (limit.max_model_len, limit.launch_id) == (27168, launch.pk)
+
+    again = {"max_model_len": 1, "learned_from": "refusal", "kv_capacity_tokens": None}
+    assert launch.apply_event(1, "limit_learned", again) is False
+    assert DetectedLimit.objects.get().max_model_len == 27168
+    assert launch.events.count() == 1
+
+
+def test_a_launch_whose_worker_went_silent_is_marked_lost_with_the_reason(launch: Launch, settings) -> None:
+    launch.transition(Launch.Status.STARTING)
+    assert Launch.objects.mark_lost() == 0
+    Host.objects.update(last_heartbeat=timezone.now() - timedelta(seconds=settings.LAUNCH_LOST_SECONDS + 1))
+    assert Launch.objects.mark_lost() == 1
+    launch.refresh_from_db()
+    assert launch.status == "lost" and "has not reported" in launch.reason and launch.ended_at
+
+
+def test_model_facts_are_read_with_the_token_that_never_shows(settings, launch: Launch) -> None:
+    settings.HF_TOKEN = "hf_never_shown"
+    model = launch.model
+    model.native_context = None
+    model.save()
+    assert tasks.read_model_facts(model.pk) is True
+    model.refresh_from_db()
+    assert (model.native_context, model.num_layers, model.num_kv_heads) == (40960, 36, 8)
+
+    model.source = "no-such-org/no-such-model"
+    model.save()
+    settings.HF_HUB_ALLOW_DOWNLOAD = False
+    assert model.refresh_facts() is False
+    assert model.facts_error and "hf_never_shown" not in model.facts_error

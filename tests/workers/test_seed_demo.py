@@ -1,0 +1,25 @@
+"""The demo's seed: the model with its facts and one launch config per simulated host."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+
+from gpus.models import Host, ModelSpec
+from launches.models import LaunchConfig
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_creates_the_model_and_a_config_per_host_and_prints_the_worker_commands() -> None:
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+    call_command("seed_demo", stdout=io.StringIO())  # a second run changes nothing
+    assert ModelSpec.objects.get().native_context == 40960
+    assert sorted(LaunchConfig.objects.values_list("host__name", flat=True)) == ["desk-3060", "lab-h100"]
+    assert all(host.simulated for host in Host.objects.all())
+    text = out.getvalue()
+    assert "gpu_worker --host desk-3060" in text and "AIFRED_STANDIN_VLLM_VERSION=0.11.0" in text
+    assert "AIFRED_SIMULATED_GPUS='NVIDIA H100 80GB HBM3:81559'" in text
