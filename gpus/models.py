@@ -292,8 +292,6 @@ class DetectedLimitQuerySet(models.QuerySet["DetectedLimit"]):
         )
         return limit
 
-
-class DetectedLimitQuerySet(models.QuerySet["DetectedLimit"]):
     def for_config(
         self,
         *,

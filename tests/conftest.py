@@ -16,6 +16,20 @@ from launches.permissions import OPERATORS, VIEWERS
 _counter = itertools.count(1)
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A file for SQLite's test database, so that worker processes can share it with the test.
+
+    Session-wide: whichever test first creates the database, the integration tests can hand the
+    same file to the control worker they start.
+    """
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3" and not database["TEST"].get("NAME"):
+        database["TEST"]["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
 def make_user(
     username: str, *, group: str | None = None, staff: bool = True, superuser: bool = False
 ) -> User:

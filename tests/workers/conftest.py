@@ -224,16 +224,6 @@ def database_url_for_subprocesses() -> str:
     return f"postgres://{auth}{settings_dict.get('HOST') or '127.0.0.1'}{port}/{settings_dict['NAME']}"
 
 
-@pytest.fixture(scope="session")
-def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """A file for SQLite's test database, so that worker processes can share it with the test."""
-    from django.conf import settings
-
-    database = settings.DATABASES["default"]
-    if database["ENGINE"] == "django.db.backends.sqlite3" and not database["TEST"].get("NAME"):
-        database["TEST"]["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
-
-
 @pytest.fixture(scope="session", autouse=True)
 def test_broker() -> None:
     """The test process sends launch specs through the test Redis database."""
