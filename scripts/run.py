@@ -112,6 +112,7 @@ def main() -> int:
     env = dict(os.environ)
     env.setdefault("DEBUG", "1")
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    env.setdefault("DJANGO_SETTINGS_MODULE", "aifred_site.settings")
     os.environ.update(env)
 
     supervisor = Supervisor()
@@ -125,56 +126,21 @@ def main() -> int:
         supervisor.start(
             "web on http://" + args.bind, [PYTHON, "manage.py", "runserver", args.bind, "--noreload"], env
         )
-        supervisor.start(
-            "control worker",
-            [
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "aifred_site",
-                "worker",
-                "-Q",
-                "control",
-                "-n",
-                "control@%h",
-                "--concurrency",
-                "2",
-                "--loglevel",
-                "INFO",
-            ],
-            env,
-        )
-        supervisor.start(
-            "control beat",
-            [
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "aifred_site",
-                "beat",
-                "--loglevel",
-                "INFO",
-                "-s",
-                str(VAR / "celerybeat-schedule"),
-            ],
-            env,
-        )
+        supervisor.start("control worker (with beat)", [PYTHON, "manage.py", "control_worker"], env)
         host = socket.gethostname().split(".")[0].lower()
         supervisor.start(f"GPU worker for {host}", [PYTHON, "manage.py", "gpu_worker", "--host", host], env)
         if args.demo:
-            for name, cards, version in DEMO_HOSTS:
-                demo_env = {
-                    **env,
-                    "AIFRED_SIMULATED_GPUS": cards,
-                    "AIFRED_STANDIN_VLLM_VERSION": version,
-                    "AIFRED_VLLM_COMMAND": f"{PYTHON} -m launches.vllm.standin serve",
-                }
+            import django
+
+            sys.path.insert(0, str(ROOT))
+            django.setup()
+            from launches.management.commands.seed_demo import DEMO_HOSTS, gpu_worker_env
+
+            for name, cards, version, _port in DEMO_HOSTS:
                 supervisor.start(
                     f"simulated GPU host {name}",
                     [PYTHON, "manage.py", "gpu_worker", "--host", name],
-                    demo_env,
+                    {**env, **gpu_worker_env(name, cards, version)},
                 )
         say(f"site at http://{args.bind}/admin/ — Ctrl-C stops everything")
         return supervisor.watch()
@@ -184,12 +150,6 @@ def main() -> int:
     finally:
         supervisor.stop_all()
 
-
-# name, simulated cards (NVML name:MiB), the vLLM version the stand-in plays
-DEMO_HOSTS = [
-    ("desk-3060", "NVIDIA GeForce RTX 3060:12288", "0.11.0"),
-    ("lab-h100", "NVIDIA H100 80GB HBM3:81559", "0.32.0"),
-]
 
 if __name__ == "__main__":
     sys.exit(main())
