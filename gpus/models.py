@@ -139,6 +139,7 @@ class GpuProfile(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = "GPU profile"
         ordering = ["name", "memory_total_mib"]
         constraints = [
             models.UniqueConstraint(fields=["name", "memory_total_mib"], name="gpuprofile_unique_name_memory")

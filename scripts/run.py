@@ -42,6 +42,8 @@ def manage(*args: str, env: dict[str, str] | None = None) -> None:
 class Supervisor:
     def __init__(self) -> None:
         self.children: list[tuple[str, subprocess.Popen]] = []
+        self.gpu_hosts: list[str] = []
+        self.gpu_hosts: list[str] = []
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         say(f"starting {name}")
@@ -66,6 +68,24 @@ class Supervisor:
                 os.killpg(process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        self.stop_servers()
+
+    def stop_servers(self) -> None:
+        """Stop the vLLM servers our GPU workers started.
+
+        In production servers outlive their worker (a restarted worker adopts them); a local run
+        ends whole, so nothing keeps a port or memory after Ctrl-C.
+        """
+        if not self.gpu_hosts:
+            return
+        sys.path.insert(0, str(ROOT))
+        from launches.gpu.runtime import find_marked_groups
+        from launches.vllm.process import kill_group
+
+        for host in self.gpu_hosts:
+            for groups in find_marked_groups(host).values():
+                for pgid in groups:
+                    kill_group(pgid, grace=10)
 
     def watch(self) -> int:
         while True:
@@ -129,6 +149,8 @@ def main() -> int:
         supervisor.start("control worker (with beat)", [PYTHON, "manage.py", "control_worker"], env)
         host = socket.gethostname().split(".")[0].lower()
         supervisor.start(f"GPU worker for {host}", [PYTHON, "manage.py", "gpu_worker", "--host", host], env)
+        supervisor.gpu_hosts.append(host)
+        supervisor.gpu_hosts.append(host)
         if args.demo:
             import django
 
@@ -142,6 +164,8 @@ def main() -> int:
                     [PYTHON, "manage.py", "gpu_worker", "--host", name],
                     {**env, **gpu_worker_env(name, cards, version)},
                 )
+                supervisor.gpu_hosts.append(name)
+                supervisor.gpu_hosts.append(name)
         say(f"site at http://{args.bind}/admin/ — Ctrl-C stops everything")
         return supervisor.watch()
     except KeyboardInterrupt:
