@@ -22,7 +22,7 @@ ESTIMATE = re.compile(r"estimated maximum model length is (\d+)")
 SOURCE = (
     "produced by the project's real-vLLM tests on the CPU build "
     "(tests/real_vllm/capture_logs.py; 2 CPU cores; machine paths replaced by .../site-packages/ "
-    ".../venv and /tmp/model)"
+    ".../lib/python3.11/ .../venv and /tmp/model)"
 )
 
 

@@ -7,6 +7,7 @@ the project's launcher through its command line. Every command is an argv list.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -126,8 +127,11 @@ def stop_group(pgid: int, grace: float = 15) -> None:
 
 
 def vllm_server_pids() -> set[int]:
-    """Ids of every running process whose command line names vLLM's API server module."""
-    done = subprocess.run(["pgrep", "-f", API_SERVER_MODULE], capture_output=True, text=True, check=False)
+    """Ids of running vLLM processes: the API server (by its module) and its engine core and workers,
+    which rename themselves `VLLM::EngineCore`, `VLLM::Worker`..."""
+    done = subprocess.run(
+        ["pgrep", "-f", r"vllm\.entrypoints|^VLLM::"], capture_output=True, text=True, check=False
+    )
     return {int(pid) for pid in done.stdout.split()}
 
 
@@ -232,6 +236,29 @@ class LauncherRun:
         )
 
 
+@functools.cache
+def launcher_options(python: str, root: str) -> frozenset[str]:
+    """The options `python -m launches.vllm run` accepts, read from its --help."""
+    done = subprocess.run(
+        [python, "-m", "launches.vllm", "run", "--help"],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": root},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return frozenset(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", done.stdout))
+
+
+def fast_start_options(python: str, root: Path) -> tuple[list[str], list[str]]:
+    """How to ask the launcher for `--enforce-eager --dtype bfloat16`: as its own options, or as extra
+    vLLM arguments after `--` (a launcher that manages those flags refuses them there)."""
+    known = launcher_options(python, str(root))
+    if {"--enforce-eager", "--dtype"} <= known:
+        return ["--enforce-eager", "--dtype", "bfloat16"], []
+    return [], list(FAST_START_ARGS)
+
+
 def run_launcher(
     vllm_python: str,
     model_dir: Path,
@@ -241,10 +268,13 @@ def run_launcher(
     known_limit: int | None = None,
     yarn_factor: float | None = None,
     detect_only: bool = False,
+    log_dir: Path | None = None,
     timeout: float = 300,
     python: str = sys.executable,
 ) -> LauncherRun:
     """Run the project's launcher CLI (`python -m launches.vllm run ... --json`) and read its JSON."""
+    root = launcher_root()
+    own_options, extra_args = fast_start_options(python, root)
     argv = [
         python,
         "-m",
@@ -261,6 +291,7 @@ def run_launcher(
         "--json",
         "--timeout",
         str(int(timeout)),
+        *own_options,
     ]
     if known_limit is not None:
         argv += ["--known-limit", str(known_limit)]
@@ -268,8 +299,10 @@ def run_launcher(
         argv += ["--yarn-factor", str(yarn_factor)]
     if detect_only:
         argv.append("--detect-only")
-    argv += ["--", *FAST_START_ARGS]
-    root = launcher_root()
+    if log_dir is not None:
+        argv += ["--log-dir", str(log_dir)]
+    if extra_args:
+        argv += ["--", *extra_args]
     env = vllm_env(kv_cache_gib)
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(root), env.get("PYTHONPATH", "")] if p)
     began = time.monotonic()
@@ -291,17 +324,27 @@ def run_launcher(
     return LauncherRun(argv, done.returncode, done.stdout, done.stderr, seconds, result)
 
 
+def log_tail(attempt: dict) -> str:
+    """An attempt's log tail from the launcher's JSON as one text (the launcher gives a list of lines)."""
+    tail = attempt.get("log_tail") or ""
+    return tail if isinstance(tail, str) else "\n".join(tail)
+
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def neutral_log(text: str, vllm_python: str, model_dir: Path) -> str:
     """A vLLM log with this machine's paths replaced: site-packages and the model folder.
 
-    The venv's site-packages prefix becomes `.../site-packages/`, the venv's own prefix `.../venv/`,
-    the model folder `/tmp/model`; nothing else is changed.
+    The venv's site-packages prefix becomes `.../site-packages/`, the standard library's
+    `.../lib/pythonX.Y/`, the venv's own prefix `.../venv`, the model folder `/tmp/model`; nothing else
+    is changed.
     """
     venv = Path(vllm_python).parent.parent
     site_packages = sorted(venv.glob("lib/python*/site-packages"))
+    stdlib = standard_library(vllm_python)
+    if stdlib:
+        text = text.replace(f"{stdlib}/", f".../lib/{Path(stdlib).name}/")
     for folder in site_packages:
         text = text.replace(f"{folder}/", ".../site-packages/").replace(str(folder), ".../site-packages")
     text = text.replace(str(venv), ".../venv")
@@ -310,6 +353,18 @@ def neutral_log(text: str, vllm_python: str, model_dir: Path) -> str:
     if home not in ("/", ""):
         text = text.replace(home, "~")
     return text
+
+
+@functools.cache
+def standard_library(vllm_python: str) -> str | None:
+    """Where the vLLM python's standard library lies (it shows in tracebacks)."""
+    done = subprocess.run(
+        [vllm_python, "-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or None
 
 
 def strip_ansi(text: str) -> str:
