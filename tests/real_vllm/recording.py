@@ -58,12 +58,33 @@ class Launches:
             support.stop_group(pgid)
 
 
+# vLLM names its processes in every log line: "(APIServer pid=123) INFO ...", "(EngineCore pid=130) ...".
+LOGGED_PROCESS = re.compile(r"\((APIServer|EngineCore\w*|Worker\w*) pid=(\d+)\)")
+
+
+def logged_processes(folder: Path) -> dict[int, str]:
+    """The vLLM processes named in the attempt logs under `folder`: pid -> role."""
+    found: dict[int, str] = {}
+    for log in folder.glob("*/*.log"):
+        for role, pid in LOGGED_PROCESS.findall(log.read_text(errors="replace")):
+            found[int(pid)] = role
+    return found
+
+
 def assert_no_vllm_left(launches: Launches, before: set[int]) -> None:
-    for pgid in launches.pgids():
+    logged = logged_processes(launches.folder)
+    # The launcher starts every attempt in a process group of its own led by the API server, so the
+    # groups are the reported pgid and the API server of every attempt, refused ones included.
+    groups = set(launches.pgids()) | {pid for pid, role in logged.items() if role == "APIServer"}
+    for pgid in sorted(groups):
         assert not support.group_members(pgid), f"processes of group {pgid} are still running"
-    # Other people's vLLM servers may share the machine: only those started since `before` count.
-    left = support.vllm_server_pids() - before
-    assert not left, f"vLLM processes left running: {sorted(left)}"
+    running = support.vllm_server_pids(only_ours=False)
+    left = {pid: role for pid, role in logged.items() if pid in running}
+    assert not left, f"vLLM processes named in the logs are still running: {left}"
+    # Other people's vLLM servers may share the machine: only this run's API servers count here
+    # (see vllm_server_pids), and of those only the ones started since `before`.
+    left_servers = support.vllm_server_pids() - before
+    assert not left_servers, f"vLLM API servers left running: {sorted(left_servers)}"
 
 
 @contextmanager

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,11 @@ YARN_FACTOR_2_OVERRIDES = {
         "rope_theta": 1000000,
     },
 }
+
+
+# Marks every process started from here (launcher, vLLM and its children) in its environment.
+RUN_TAG_VARIABLE = "AIFRED_REAL_VLLM_RUN"
+RUN_TAG = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
 
 class RealVllmError(Exception):
@@ -70,6 +76,7 @@ def vllm_env(kv_cache_gib: int, base: Mapping[str, str] | None = None) -> dict[s
             "NO_COLOR": "1",
             "VLLM_LOGGING_COLOR": "0",
             "PYTHONUNBUFFERED": "1",
+            RUN_TAG_VARIABLE: RUN_TAG,
         }
     )
     return env
@@ -126,13 +133,28 @@ def stop_group(pgid: int, grace: float = 15) -> None:
         time.sleep(0.1)
 
 
-def vllm_server_pids() -> set[int]:
+def _environ_has(pid: int, entry: bytes) -> bool:
+    try:
+        return entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+def vllm_server_pids(only_ours: bool = True) -> set[int]:
     """Ids of running vLLM processes: the API server (by its module) and its engine core and workers,
-    which rename themselves `VLLM::EngineCore`, `VLLM::Worker`..."""
+    which rename themselves `VLLM::EngineCore`, `VLLM::Worker`...
+
+    With `only_ours`, only those whose environment carries this process's RUN_TAG (set by vllm_env and
+    inherited by everything vLLM spawns), so other people's vLLM servers on a shared machine don't count.
+    """
     done = subprocess.run(
         ["pgrep", "-f", r"vllm\.entrypoints|^VLLM::"], capture_output=True, text=True, check=False
     )
-    return {int(pid) for pid in done.stdout.split()}
+    pids = {int(pid) for pid in done.stdout.split()} - {os.getpid()}
+    if only_ours:
+        entry = f"{RUN_TAG_VARIABLE}={RUN_TAG}".encode()
+        pids = {pid for pid in pids if _environ_has(pid, entry)}
+    return pids
 
 
 def group_members(pgid: int) -> set[int]:
