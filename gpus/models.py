@@ -273,25 +273,40 @@ class DetectedLimitQuerySet(models.QuerySet["DetectedLimit"]):
     def learn(
         self, launch, max_model_len: int, learned_from: str, kv_capacity_tokens: int | None
     ) -> DetectedLimit:
-        """Store (or replace) what a launch learned for its profile × model × fingerprint."""
+        """Store what a launch learned for its profile × model × fingerprint.
+
+        A measured ceiling (refusal, auto-fit) replaces whatever was known. A length that merely fitted
+        never overwrites a measured ceiling (it only refreshes the KV capacity) and only raises an
+        earlier "fits" floor.
+        """
         spec = launch.spec or {}
-        limit, _ = self.update_or_create(
-            profile=launch.gpu_profile,
-            model=launch.model,
-            fingerprint=launch.fingerprint,
-            defaults={
-                "fingerprint_fields": spec.get("fingerprint_fields") or {},
-                "vllm_version": spec.get("vllm_version") or launch.host.vllm_version or "",
-                "max_model_len": max_model_len,
-                "kv_capacity_tokens": kv_capacity_tokens,
-                "learned_from": learned_from,
-                "driver_version": launch.host.gpus.current().values_list("driver_version", flat=True).first()
-                or "",
-                "launch": launch,
-                "learned_at": timezone.now(),
-            },
-        )
-        return limit
+        values = {
+            "fingerprint_fields": spec.get("fingerprint_fields") or {},
+            "vllm_version": spec.get("vllm_version") or launch.host.vllm_version or "",
+            "max_model_len": max_model_len,
+            "kv_capacity_tokens": kv_capacity_tokens,
+            "learned_from": learned_from,
+            "driver_version": launch.host.gpus.current().values_list("driver_version", flat=True).first()
+            or "",
+            "launch": launch,
+            "learned_at": timezone.now(),
+        }
+        key = {"profile": launch.gpu_profile, "model": launch.model, "fingerprint": launch.fingerprint}
+        with transaction.atomic():
+            limit = self.select_for_update().filter(**key).first()
+            if limit is None:
+                return self.create(**key, **values)
+            if learned_from == DetectedLimit.LearnedFrom.FITS and (
+                limit.is_ceiling or limit.max_model_len >= max_model_len
+            ):
+                if kv_capacity_tokens:
+                    limit.kv_capacity_tokens = kv_capacity_tokens
+                    limit.save(update_fields=["kv_capacity_tokens"])
+                return limit
+            for name, value in values.items():
+                setattr(limit, name, value)
+            limit.save()
+            return limit
 
     def for_config(
         self,
@@ -316,8 +331,7 @@ class DetectedLimit(models.Model):
     class LearnedFrom(models.TextChoices):
         REFUSAL = "refusal", "vLLM's refusal message"
         AUTO_FIT = "auto_fit", "vLLM's auto-fit"
-        KV_CAPACITY = "kv_capacity", "KV capacity logged on a successful start"
-        FITS = "fits", "The wanted length fitted"
+        FITS = "fits", "A start at this length fitted (a floor, not a ceiling)"
 
     profile = models.ForeignKey(GpuProfile, on_delete=models.PROTECT, related_name="limits")
     model = models.ForeignKey(ModelSpec, on_delete=models.PROTECT, related_name="limits")
@@ -346,3 +360,20 @@ class DetectedLimit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} on {self.profile}: {self.max_model_len:,} tokens"
+
+    @property
+    def is_ceiling(self) -> bool:
+        """Measured by vLLM itself: no longer length fits. A "fits" row only says this much fitted."""
+        return self.learned_from in {self.LearnedFrom.REFUSAL, self.LearnedFrom.AUTO_FIT}
+
+    def start_values(self, wanted: int | None) -> tuple[int | None, int | None]:
+        """(known limit, ceiling hint) for a launch that wants ``wanted`` tokens.
+
+        A measured ceiling is the known limit. A "fits" floor is a known limit only when the wanted
+        length is within it; above it (YaRN) only the logged KV capacity can guide the start, as a hint.
+        """
+        if self.is_ceiling:
+            return self.max_model_len, None
+        if wanted is not None and wanted <= self.max_model_len:
+            return self.max_model_len, None
+        return None, self.kv_capacity_tokens

@@ -327,6 +327,7 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
                 memory_options=config.memory_options(),
                 vllm_version=host.vllm_version,
             ).first()
+        known_limit, ceiling_hint = known.start_values(config.wanted_context()) if known else (None, None)
         snapshot = config.snapshot()
         with transaction.atomic():
             launch = self.create(
@@ -338,7 +339,7 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
                 gpu_profile=profile,
                 requested_by=user if getattr(user, "is_authenticated", False) else None,
                 fingerprint=fingerprint,
-                known_limit=known.max_model_len if known else None,
+                known_limit=known_limit,
                 wanted_context=config.wanted_context(),
                 task_id=str(uuid.uuid4()),
             )
@@ -351,6 +352,7 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
                 "base_command": shlex.split(host.vllm_command),
                 "vllm_version": host.vllm_version or None,
                 "known_limit": launch.known_limit,
+                "ceiling_hint": ceiling_hint,
                 "yarn_factor": float(config.effective_yarn_factor),
                 "context_cap": config.context_cap,
                 "gpu_indices": config.gpu_index_list,

@@ -289,6 +289,7 @@ class HostRuntime:
             vllm_version=self.vllm_version or None,
             native_context=native,
             known_limit=spec.get("known_limit"),
+            ceiling_hint=spec.get("ceiling_hint"),
             yarn_factor=float(spec.get("yarn_factor") or 1.0),
             context_cap=spec.get("context_cap"),
             gpu_uuids=[] if self.simulated else list(spec.get("gpu_uuids") or []),

@@ -26,6 +26,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8000)
     run.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    # The memory options the launcher manages: given here, not after "--" (they would be refused there).
+    run.add_argument("--dtype", default="auto")
+    run.add_argument("--quantization")
+    run.add_argument("--kv-cache-dtype", default="auto")
+    run.add_argument("--tensor-parallel-size", type=int, default=1)
+    run.add_argument("--max-num-batched-tokens", type=int)
+    run.add_argument("--enforce-eager", action="store_true")
+    run.add_argument("--served-model-name")
+    run.add_argument("--ceiling-hint", type=int, help="KV capacity seen before, where to start without auto")
     run.add_argument("--json", action="store_true")
     run.add_argument("--detect-only", action="store_true")
     run.add_argument("--timeout", type=float, default=900)
@@ -45,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         gpu_memory_utilization=args.gpu_memory_utilization,
+        dtype=args.dtype,
+        quantization=args.quantization,
+        kv_cache_dtype=args.kv_cache_dtype,
+        tensor_parallel_size=args.tensor_parallel_size,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+        enforce_eager=args.enforce_eager,
+        served_model_name=args.served_model_name,
         extra_args=tuple(extra),
     )
     request = LaunchRequest(
@@ -52,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         base_command=shlex.split(args.vllm_command),
         vllm_version=args.vllm_version,
         known_limit=args.known_limit,
+        ceiling_hint=args.ceiling_hint,
         yarn_factor=args.yarn_factor,
         context_cap=args.context_cap,
         ready_timeout=args.timeout,

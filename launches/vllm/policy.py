@@ -6,10 +6,16 @@ limit from the auto-fit line (one more start at the cap when auto-fit chose more
 On older vLLM it starts at ``W``; when vLLM refuses with a number, the process group is stopped on
 that line (not after vLLM's slow teardown) and the next start uses the number rounded down to 16.
 
-Only "the context does not fit the KV cache" teaches a limit. ``length_above_model`` (the length
-is above what the model's config allows) retries once at the model's own length when no YaRN was
-asked, because that is a configuration ceiling, not a hardware one; with YaRN it fails, since the
-overrides should have raised the ceiling and silently dropping them would hide a real problem.
+Only "the context does not fit the KV cache" (or auto-fit) teaches a limit. The KV capacity vLLM logs
+on a successful start is reported but never taken as a limit: it is not always a length vLLM accepts
+(real vLLM 0.32.0 logged "KV cache size: 32,768 tokens" and then refused 32,768, estimating 32,640).
+The site keeps it as a ceiling hint: a later start without a known limit on a vLLM without auto-fit
+begins at the hint instead of the wanted length, and a refusal there still corrects it.
+
+``length_above_model`` (the length is above what the model's config allows) retries once at the
+model's own length when no YaRN was asked, because that is a configuration ceiling, not a hardware
+one; with YaRN it fails, since the overrides should have raised the ceiling and silently dropping
+them would hide a real problem.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ EventCallback = Callable[[str, dict[str, Any]], None]
 LOG_FLUSH_SECONDS = 0.25
 LOG_FLUSH_LINES = 50
 STOP_GRACE = 10.0
+# A start that has failed holds nothing worth a clean shutdown, and vLLM ignores SIGTERM while its
+# engine start-up fails (it exits on its own ~11 s later): kill it quickly so the retry starts sooner.
+FAILED_STOP_GRACE = 1.0
 
 
 @dataclass
@@ -47,6 +56,7 @@ class LaunchRequest:
     vllm_version: str | None = None
     native_context: int | None = None
     known_limit: int | None = None
+    ceiling_hint: int | None = None
     yarn_factor: float = 1.0
     context_cap: int | None = None
     gpu_uuids: list[str] = field(default_factory=list)
@@ -224,6 +234,8 @@ def run_launch(
         requested = min(wanted, int(request.known_limit))
     elif supports_auto_max_model_len(version):
         requested = "auto"
+    elif request.ceiling_hint:
+        requested = min(wanted, round_down(int(request.ceiling_hint)))
     else:
         requested = wanted
     url = f"http://{options.host}:{options.port}"
@@ -233,6 +245,7 @@ def run_launch(
     learned_from: str | None = None
     capacity: int | None = None
     refused_before = False
+    started = time.time()
 
     for number in range(1, max(1, request.max_attempts) + 1):
         try:
@@ -244,7 +257,9 @@ def run_launch(
         log_path = None
         if request.log_dir:
             os.makedirs(request.log_dir, exist_ok=True)
-            log_path = os.path.join(request.log_dir, f"launch-{request.launch_id}-attempt-{number}.log")
+            log_path = os.path.join(
+                request.log_dir, f"launch-{request.launch_id or int(started)}-attempt-{number}.log"
+            )
         emit("attempt_started", {"attempt": number, "requested_len": requested, "argv": argv})
         try:
             attempt = _Attempt(number, argv, env, log_path, emit)
@@ -255,7 +270,7 @@ def run_launch(
         process = attempt.process
         ready = policy_outcome is None and verdict.outcome == Outcome.READY
         if not ready:
-            process.stop(STOP_GRACE)
+            process.stop(FAILED_STOP_GRACE)
             attempt.drain()
         served: int | None = None
         if ready:
@@ -318,10 +333,9 @@ def run_launch(
                 learned, learned_from = verdict.auto_fit_len, "auto_fit"
             elif refused_before and isinstance(requested, int):
                 learned, learned_from = requested, "refusal"
-            elif requested == "auto":
+            else:
+                # It fits: the served length is a floor, not a ceiling (see the module docstring).
                 learned, learned_from = None, "fits"
-            elif learned is None and capacity:
-                learned, learned_from = round_down(capacity), "kv_capacity"
             if served is not None and served > wanted and not last:
                 # Auto-fit chose more than the operator's cap: start again at the cap.
                 process.stop(STOP_GRACE)

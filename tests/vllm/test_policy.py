@@ -44,16 +44,34 @@ def finish(result: LaunchResult) -> None:
         assert group_gone(attempt_pgid)
 
 
-def test_native_context_that_fits_starts_once_and_stores_the_kv_capacity() -> None:
+def test_native_context_that_fits_starts_once_and_reports_the_kv_capacity_without_calling_it_a_limit() -> (
+    None
+):
     result, _ = launch("0.10.2", BIG_CARD)
     try:
         assert result.outcome == "ready"
         assert [a.requested_len for a in result.attempts] == [40960]
         assert result.max_model_len == 40960
-        assert result.learned_from == "kv_capacity"
-        assert result.learned_limit == result.kv_capacity_tokens > 40960
+        # The KV capacity is not always a length vLLM accepts, so it is a hint, never a learned limit.
+        assert (result.learned_limit, result.learned_from) == (None, "fits")
+        assert result.kv_capacity_tokens > 40960
     finally:
         finish(result)
+
+
+def test_without_auto_fit_a_ceiling_hint_is_where_the_first_start_begins() -> None:
+    two_stage, _ = launch("0.10.2", SMALL_CARD, detect_only=True)
+    hint = two_stage.learned_limit + 512
+    result, _ = launch("0.10.2", SMALL_CARD, detect_only=True, ceiling_hint=hint)
+    # Above what fits, so vLLM refuses and its number corrects the hint in the second start.
+    assert [a.requested_len for a in result.attempts] == [hint, two_stage.learned_limit]
+    assert (result.learned_limit, result.learned_from) == (two_stage.learned_limit, "refusal")
+
+
+def test_a_ceiling_hint_that_fits_starts_once() -> None:
+    result, _ = launch("0.10.2", SMALL_CARD, detect_only=True, ceiling_hint=20000)
+    assert [a.requested_len for a in result.attempts] == [20000 // 16 * 16]
+    assert result.outcome == "ready"
 
 
 def test_a_refused_native_context_is_retried_at_exactly_the_printed_number() -> None:

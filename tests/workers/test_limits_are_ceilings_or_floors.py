@@ -1,0 +1,68 @@
+"""A measured ceiling is the known limit; a length that merely fitted is a floor.
+
+Above a floor, the KV capacity vLLM logged is passed on as a hint for where to start.
+"""
+
+from decimal import Decimal
+
+import pytest
+from django.db import transaction
+
+from gpus.models import DetectedLimit
+from launches.models import Launch
+from tests.conftest import make_config, make_gpu, make_host, make_model, make_profile
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def config():
+    host = make_host("desk")
+    make_gpu(host, profile=make_profile())
+    return make_config(host=host, model=make_model(native_context=40960))
+
+
+def _launch(config, operator=None) -> Launch:
+    # One launch at a time per GPU: the earlier ones of a test have ended.
+    Launch.objects.filter(host=config.host).update(status=Launch.Status.STOPPED)
+    with transaction.atomic():
+        return Launch.objects.start(config, operator)
+
+
+def _learn(launch, tokens, learned_from, kv=None) -> DetectedLimit:
+    return DetectedLimit.objects.learn(launch, tokens, learned_from, kv)
+
+
+def test_a_length_that_fitted_never_overwrites_a_measured_ceiling_but_refreshes_the_kv_capacity(config):
+    launch = _launch(config)
+    _learn(launch, 26624, "refusal", 26800)
+    limit = _learn(launch, 20000, "fits", 27000)
+    assert (limit.max_model_len, limit.learned_from, limit.kv_capacity_tokens) == (26624, "refusal", 27000)
+
+
+def test_a_larger_fitting_length_raises_the_floor_and_a_refusal_replaces_it(config):
+    launch = _launch(config)
+    _learn(launch, 40960, "fits", 90000)
+    assert _learn(launch, 30000, "fits").max_model_len == 40960
+    assert _learn(launch, 81920, "fits").max_model_len == 81920
+    limit = _learn(launch, 85000, "refusal")
+    assert (limit.max_model_len, limit.learned_from) == (85000, "refusal")
+    assert DetectedLimit.objects.count() == 1
+
+
+def test_a_measured_ceiling_becomes_the_known_limit_of_the_next_launch(config):
+    _learn(_launch(config), 26624, "refusal", 26800)
+    config.enable_yarn, config.yarn_factor = True, Decimal("4.0")
+    config.save()
+    spec = _launch(config).spec
+    assert (spec["known_limit"], spec["ceiling_hint"]) == (26624, None)
+
+
+def test_above_a_fitting_floor_only_the_kv_capacity_guides_the_next_start(config):
+    _learn(_launch(config), 40960, "fits", 90000)
+    plain = _launch(config)
+    assert (plain.spec["known_limit"], plain.spec["ceiling_hint"]) == (40960, None)
+    config.enable_yarn, config.yarn_factor = True, Decimal("4.0")
+    config.save()
+    yarn = _launch(config)
+    assert (yarn.known_limit, yarn.spec["ceiling_hint"], yarn.wanted_context) == (None, 90000, 163840)
