@@ -276,3 +276,33 @@ def make_launch(config: LaunchConfig, user: User | None = None, **fields) -> Lau
 @pytest.fixture
 def launch(config, operator, profile) -> Launch:
     return simulate_refusal_then_ready(make_launch(config, operator))
+
+
+@pytest.fixture
+def live_stack(live_server, tmp_path):
+    """Redis, a control worker and a GPU worker (RTX 3060 playing vLLM 0.11.0 with the stand-in) on
+    this test's database, and a launch config for that host: the first launch refuses the native
+    context once and starts at the number vLLM printed."""
+    from types import SimpleNamespace
+
+    from aifred_site.celery import app
+    from tests.workers.conftest import (
+        CONTROL_QUEUE,
+        RTX_3060,
+        TEST_REDIS_URL,
+        Fleet,
+        database_url_for_subprocesses,
+    )
+    from tests.workers.helpers import config_for, demo_model
+
+    previous = app.conf.broker_url, app.conf.task_default_queue
+    app.conf.broker_url, app.conf.task_default_queue = TEST_REDIS_URL, CONTROL_QUEUE
+    fleet = Fleet(tmp_path, database_url_for_subprocesses())
+    try:
+        fleet.control_worker()
+        fleet.gpu_worker("ui-3060", RTX_3060, "0.11.0")
+        config = config_for("ui-3060", demo_model())
+        yield SimpleNamespace(config=config, fleet=fleet)
+    finally:
+        fleet.close()
+        app.conf.broker_url, app.conf.task_default_queue = previous
