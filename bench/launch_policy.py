@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -16,16 +15,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from launches.vllm.argv import ServeOptions
 from launches.vllm.policy import LaunchRequest, LaunchResult, run_launch
 from launches.vllm.process import group_alive
+from tests.ports import free_port
 
 MODEL = Path(__file__).resolve().parent.parent / "launches" / "vllm" / "demo_models" / "qwen3-8b-like"
 SMALL = {"AIFRED_STANDIN_GPU_TOTAL_MIB": "12288", "AIFRED_STANDIN_WEIGHTS_MIB": "5837"}
 BIG = {"AIFRED_STANDIN_GPU_TOTAL_MIB": "81920", "AIFRED_STANDIN_WEIGHTS_MIB": "5837"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run(version: str, card: dict[str, str], timing: dict[str, str], known: int | None) -> LaunchResult:

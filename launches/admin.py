@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from gpus.fingerprint import FINGERPRINT_FIELDS
 from gpus.models import ModelSpec
 from launches.admin_mixins import ReadOnlyAdmin, ReadOnlyInline
 from launches.history import EventKindFilter, HistoryPaginator, OutcomeFilter
@@ -32,19 +33,20 @@ from launches.models import (
 from launches.permissions import can_operate, can_view
 from launches.verdicts import OUTCOME_LABELS, describe_attempt
 
+
 # Fields of the config form that change the preview's hardware limit (they form the fingerprint).
-PREVIEW_FIELDS = (
-    "model",
-    "host",
-    "gpu_indices",
-    "gpu_memory_utilization",
-    "dtype",
-    "quantization",
-    "kv_cache_dtype",
-    "tensor_parallel_size",
-    "max_num_batched_tokens",
-    "enforce_eager",
-)
+class HistoryAdmin(ReadOnlyAdmin):
+    """The launch history's lists: never count the whole table, whatever its size."""
+
+    paginator = HistoryPaginator
+    show_full_result_count = False
+    # "Show counts" would run one COUNT over the whole history per filter choice.
+    show_facets = admin.ShowFacets.NEVER
+
+
+# What decides which learned limit applies: where it runs, and the memory fingerprint's options
+# (the vLLM version comes from the host).
+PREVIEW_FIELDS = ("model", "host", "gpu_indices", *(f for f in FINGERPRINT_FIELDS if f != "vllm_version"))
 
 
 class OperateActionsMixin:
@@ -420,7 +422,7 @@ CSV_COLUMNS = (
 
 
 @admin.register(Launch)
-class LaunchAdmin(OperateActionsMixin, ReadOnlyAdmin):
+class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
     list_display = (
         "id",
         "kind",
@@ -448,10 +450,6 @@ class LaunchAdmin(OperateActionsMixin, ReadOnlyAdmin):
     )
     list_select_related = ("host", "model", "gpu_profile", "requested_by")
     search_fields = ("=id", "config_snapshot__name", "model__source", "host__name", "reason")
-    paginator = HistoryPaginator
-    show_full_result_count = False
-    # "Show counts" would run one COUNT over the whole history per filter choice.
-    show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
     inlines = [LaunchAttemptInline]
     actions = ["stop_selected"]
@@ -543,23 +541,17 @@ class LaunchAdmin(OperateActionsMixin, ReadOnlyAdmin):
 
 
 @admin.register(LaunchAttempt)
-class LaunchAttemptAdmin(ReadOnlyAdmin):
+class LaunchAttemptAdmin(HistoryAdmin):
     list_display = ("launch", "number", "requested_len", "outcome", "parsed_len", "exit_code", "started_at")
     list_filter = (OutcomeFilter,)
     list_select_related = ("launch",)
-    paginator = HistoryPaginator
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
 
 
 @admin.register(LaunchEvent)
-class LaunchEventAdmin(ReadOnlyAdmin):
+class LaunchEventAdmin(HistoryAdmin):
     list_display = ("launch", "seq", "kind", "emitted_at", "received_at")
     list_filter = (EventKindFilter,)
     list_select_related = ("launch",)
-    paginator = HistoryPaginator
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
 
 
 @admin.register(LaunchConfigChange)

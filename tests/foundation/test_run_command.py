@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _children_of(pid: int) -> list[int]:
@@ -39,7 +34,7 @@ def _children_of(pid: int) -> list[int]:
 
 
 def test_the_run_script_serves_the_admin_to_the_generated_admin_and_stops_everything(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "AIFRED_ADMIN_PASSWORD"}},
         "AIFRED_VAR_DIR": str(tmp_path),

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+
+from launches.vllm.process import group_alive
+from tests.ports import free_port  # noqa: F401  (support.free_port for the bench and recorders)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_MODEL = Path(__file__).resolve().parent / "build_model.py"
@@ -95,22 +97,6 @@ def build_model(vllm_python: str, out_dir: Path, timeout: float = 300) -> Path:
         detail = done.stderr[-4000:]
         raise RealVllmError(f"building the test model failed (exit {done.returncode}):\n{detail}")
     return out_dir
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def stop_group(pgid: int, grace: float = 15) -> None:
