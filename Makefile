@@ -30,7 +30,7 @@ test: $(STAMP)
 
 ## Browser tests in headless Chromium (Debian's chromium package; installed when missing and run as root).
 test-browser: $(STAMP)
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq chromium >/dev/null; } \
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 		|| { echo "Install Chromium (apt-get install chromium) to run the browser tests"; exit 1; }
 	$(PY) -m pytest -m browser $(PYTEST_ARGS)
 

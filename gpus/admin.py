@@ -25,7 +25,9 @@ class HostAdmin(admin.ModelAdmin):
     list_display = ("name", "online", "last_heartbeat", "vllm_version", "simulated", "card_count")
     list_filter = ("simulated",)
     search_fields = ("name", "address")
+    # The worker on the host is the authority on its command, version and cards; the site only shows them.
     readonly_fields = (
+        "vllm_command",
         "vllm_version",
         "simulated",
         "nvml_status",

@@ -58,8 +58,8 @@ class Host(models.Model):
     vllm_command = models.CharField(
         max_length=500,
         default="vllm serve",
-        help_text="Base command that starts vLLM on this host, split into arguments (never run by a shell), "
-        "e.g. 'vllm serve' or 'python -m vllm.entrypoints.openai.api_server'.",
+        help_text="Reported by the host's worker (its AIFRED_VLLM_COMMAND): the base command that starts "
+        "vLLM there, split into arguments, never run by a shell.",
     )
     vllm_version = models.CharField(max_length=40, blank=True, help_text="Reported by the host's worker.")
     simulated = models.BooleanField(default=False, help_text="Reported by the worker: simulated GPUs.")
