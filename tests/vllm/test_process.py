@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -201,3 +204,44 @@ def test_a_ready_standin_logs_its_throughput_now_and_then(tmp_path: Path) -> Non
     finally:
         proc.stop(5)
     assert "Application startup complete" in Path(output_paths(str(log))["stderr"]).read_text()
+
+
+def test_the_command_line_leaves_a_server_that_logs_to_files_after_it_exits() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launches.vllm",
+            "run",
+            "--model",
+            str(DEMO_MODEL),
+            "--vllm-command",
+            shlex.join(STANDIN_SERVE),
+            "--vllm-version",
+            "0.32.0",
+            "--known-limit",
+            "8192",
+            "--port",
+            str(free_port()),
+            "--json",
+        ],
+        env={**os.environ, "AIFRED_STANDIN_LOAD_SECONDS": "0.2", "AIFRED_STANDIN_STATS_SECONDS": "0.1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    result = json.loads(done.stdout)
+    assert done.returncode == 0, done.stderr
+    log_path = result["attempts"][-1]["log_path"]
+    try:
+        stdout_file = Path(output_paths(log_path)["stdout"])
+        size = stdout_file.stat().st_size
+        time.sleep(0.5)
+        assert group_alive(result["pgid"])
+        assert stdout_file.stat().st_size > size
+    finally:
+        kill_group(result["pgid"], grace=2)
+        if Path(log_path).parent.name.startswith("aifred-vllm-"):  # the folder the command made
+            shutil.rmtree(Path(log_path).parent, ignore_errors=True)
+    assert group_gone(result["pgid"])
