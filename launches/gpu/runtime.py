@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shlex
 import threading
 import time
@@ -27,7 +28,7 @@ from launches.vllm.argv import ServeOptions
 from launches.vllm.modelinfo import ModelConfigError, read_model_facts
 from launches.vllm.policy import LaunchRequest
 from launches.vllm.policy import run_launch as run_policy
-from launches.vllm.process import VllmProcess, group_alive, kill_group, probe_health
+from launches.vllm.process import LogFollower, VllmProcess, group_alive, kill_group, probe_health
 from launches.vllm.versions import VllmVersionError, detect_vllm_version
 
 log = logging.getLogger("aifred.gpu")
@@ -89,6 +90,8 @@ class HostRuntime:
         self.lock = threading.RLock()
         self.records: dict[int, ServerRecord] = {}
         self.processes: dict[int, VllmProcess] = {}
+        # Output of adopted servers (started by a previous worker), followed from their log files.
+        self.followers: dict[int, LogFollower] = {}
         self.cancels: dict[int, threading.Event] = {}
         self.seqs: dict[int, int] = {}
         self.cancelled_early: set[int] = set()
@@ -327,6 +330,7 @@ class HostRuntime:
             record.pid, record.pgid = result.pid, result.pgid
             record.url = result.url or ""
             record.max_model_len = result.max_model_len
+            record.log_path = (result.attempts[-1].log_path or "") if result.attempts else ""
             if result.process is not None:
                 self.processes[launch_id] = result.process
             self._save()
@@ -360,9 +364,12 @@ class HostRuntime:
         with self.lock:
             self.records.pop(launch_id, None)
             self.processes.pop(launch_id, None)
+            follower = self.followers.pop(launch_id, None)
             self.cancels.pop(launch_id, None)
             self.health_failures.pop(launch_id, None)
             self._save()
+        if follower is not None:
+            follower.stop()
 
     # --- stopping ----------------------------------------------------------------------------
 
@@ -415,6 +422,9 @@ class HostRuntime:
                     process.stop(grace=2.0)  # reap it and whatever it left in its group
                 elif record.pgid:
                     kill_group(record.pgid, grace=2.0)
+                follower = self.followers.get(record.launch_id)
+                if follower is not None:
+                    follower.join(timeout=2.0)  # its last lines, read before the report
                 exit_code = process.returncode if process is not None else None
                 self.emit(
                     record.launch_id,
@@ -440,12 +450,24 @@ class HostRuntime:
     def _log_tail(self, record: ServerRecord, process: VllmProcess | None) -> list[str]:
         if process is not None:
             return process.recent_lines(CRASH_TAIL_LINES)
-        # An adopted server: its output went to the attempt's log file.
-        logs = sorted(Path(record.log_dir).glob(f"launch-{record.launch_id}-attempt-*.log"))
-        if not logs:
+        follower = self.followers.get(record.launch_id)
+        if follower is not None:
+            return follower.recent_lines(CRASH_TAIL_LINES)
+        # An adopted server nobody followed: the cleaned log of its last attempt, as far as it goes.
+        path = Path(record.log_path) if record.log_path else None
+        if path is None:
+            # Only the cleaned view (launch-N-attempt-M.log), not the stream files beside it.
+            pattern = re.compile(rf"launch-{record.launch_id}-attempt-(\d+)\.log")
+            numbered = [
+                (int(match.group(1)), candidate)
+                for candidate in Path(record.log_dir).glob(f"launch-{record.launch_id}-attempt-*.log")
+                if (match := pattern.fullmatch(candidate.name))
+            ]
+            path = max(numbered)[1] if numbered else None
+        if path is None:
             return []
         with contextlib.suppress(OSError):
-            return logs[-1].read_text(errors="replace").splitlines()[-CRASH_TAIL_LINES:]
+            return path.read_text(errors="replace").splitlines()[-CRASH_TAIL_LINES:]
         return []
 
     # --- restart: adopting what the previous worker left -------------------------------------
@@ -468,6 +490,10 @@ class HostRuntime:
             alive = bool(record.pgid and group_alive(record.pgid))
             if record.status == "ready" and alive:
                 self.records[launch_id] = record
+                if record.log_path and record.pgid:
+                    self.followers[launch_id] = LogFollower.adopt(
+                        record.pgid, record.log_path, max_lines=CRASH_TAIL_LINES * 5
+                    )
                 self.emit(launch_id, "adopted", {"pid": record.pid, "pgid": record.pgid, "url": record.url})
                 continue
             self.records.pop(launch_id, None)

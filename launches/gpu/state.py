@@ -24,6 +24,9 @@ class ServerRecord:
     url: str = ""
     max_model_len: int | None = None
     log_dir: str = ""
+    # The cleaned log of the attempt that became ready; its stream files sit beside it (see
+    # launches.vllm.process), so a restarted worker can follow the server it adopts.
+    log_path: str = ""
     used_mib: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import argparse
 import json
 import shlex
 import sys
+import tempfile
 from typing import Any
 
 from launches.vllm.argv import ServeOptions
@@ -38,7 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true")
     run.add_argument("--detect-only", action="store_true")
     run.add_argument("--timeout", type=float, default=900)
-    run.add_argument("--log-dir")
+    run.add_argument(
+        "--log-dir",
+        help="where each attempt's output goes (default: a new temporary folder, unless --detect-only)",
+    )
     run.add_argument("extra", nargs=argparse.REMAINDER)
     return parser
 
@@ -48,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     extra = list(args.extra)
     if extra[:1] == ["--"]:
         extra = extra[1:]
+    log_dir = args.log_dir
+    if log_dir is None and not args.detect_only:
+        # The server is left running after this command exits: its output must go to files, not
+        # to pipes that close with this process (its next log line would end it).
+        log_dir = tempfile.mkdtemp(prefix="aifred-vllm-")
+    if log_dir is not None and not args.json:
+        print(f"logs: {log_dir}", flush=True)
     options = ServeOptions(
         model=args.model,
         revision=args.revision,
@@ -73,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         context_cap=args.context_cap,
         ready_timeout=args.timeout,
         detect_only=args.detect_only,
-        log_dir=args.log_dir,
+        log_dir=log_dir,
     )
 
     def on_event(kind: str, data: dict[str, Any]) -> None:

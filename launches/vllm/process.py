@@ -3,6 +3,17 @@
 vLLM forks engine and worker processes that hold GPU memory; stopping only the front-end leaves
 them behind. Each server therefore runs in its own session (process group = its pid), and every
 stop signals the whole group.
+
+A server outlives the worker that started it (see the design: a restarted worker adopts it). Its
+output therefore goes to files, never to pipes: with a pipe, the server's next log line after the
+worker's death (vLLM logs throughput every few seconds) would meet a closed pipe and end it. With a
+``log_path``, the child's stdout and stderr go to ``<stem>.stdout.log`` and ``<stem>.stderr.log``
+(``<stem>`` is ``log_path`` without ``.log``), opened by the parent, handed to the child and closed
+in the parent at once. Two files rather than one shared file keep the stream of every line, which
+``on_line`` receives; the cost is that the order between the two streams is only as good as the
+followers' timing, as it was with pipes. Threads follow (tail) the files; ``log_path`` itself gets
+the cleaned lines in the order the following worker read them, the view people and crash reports
+read. Without a ``log_path`` the streams are pipes, for short-lived uses (tests, a detect-only run).
 """
 
 from __future__ import annotations
@@ -69,8 +80,180 @@ def kill_group(pgid: int, grace: float = 10.0) -> bool:
     return not group_alive(pgid)
 
 
+FOLLOW_INTERVAL = 0.05
+# How much of the cleaned view an adopting worker reads back to seed its recent lines.
+SEED_BYTES = 256 * 1024
+
+
+def output_paths(log_path: str) -> dict[str, str]:
+    """The files a server started with ``log_path`` writes its two streams to, by stream name."""
+    stem = log_path[: -len(".log")] if log_path.endswith(".log") else log_path
+    return {"stdout": f"{stem}.stdout.log", "stderr": f"{stem}.stderr.log"}
+
+
+def follow_log(
+    path: str,
+    on_line: Callable[[str], None],
+    stop_event: threading.Event,
+    from_offset: int = 0,
+    *,
+    running: Callable[[], bool] | None = None,
+    interval: float = FOLLOW_INTERVAL,
+) -> int:
+    """Follow the file at ``path`` from ``from_offset``, calling ``on_line`` with each cleaned line.
+
+    At the end of the file it waits ``interval`` and reads again. It returns (with the offset it
+    reached) once ``stop_event`` is set, or once ``running()`` says the writer is gone and what it
+    wrote has been read. A file that does not exist yet is waited for; a file that shrank (replaced
+    or truncated) is read again from its start.
+    """
+    offset = from_offset
+    buffer = b""
+    handle: IO[bytes] | None = None
+    try:
+        while not stop_event.is_set():
+            # Asked before reading, so that the read after the writer's end drains all it wrote.
+            finished = running is not None and not running()
+            if handle is None:
+                with contextlib.suppress(FileNotFoundError):
+                    handle = open(path, "rb")  # noqa: SIM115  (kept open across the loop)
+                    handle.seek(offset)
+            chunk = b""
+            if handle is not None:
+                if os.fstat(handle.fileno()).st_size < offset:
+                    offset, buffer = 0, b""
+                    handle.seek(0)
+                chunk = handle.read(65536)
+            if chunk:
+                offset += len(chunk)
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\n")
+                for raw in complete:
+                    on_line(clean_line(raw.decode("utf-8", errors="replace")))
+                continue
+            if finished:
+                if buffer:
+                    on_line(clean_line(buffer.decode("utf-8", errors="replace")))
+                break
+            stop_event.wait(interval)
+    finally:
+        if handle is not None:
+            handle.close()
+    return offset
+
+
+class LogFollower:
+    """The lines of one server, from pipes or followed files: the recent ones, a view file, a callback."""
+
+    def __init__(
+        self,
+        *,
+        on_line: LineCallback | None = None,
+        max_lines: int = 2000,
+        view_path: str | None = None,
+        seed: list[str] | None = None,
+    ) -> None:
+        self._on_line = on_line
+        self._lines: deque[str] = deque(seed or (), maxlen=max_lines)
+        self._lock = threading.Lock()
+        self._view = open(view_path, "a", encoding="utf-8") if view_path else None  # noqa: SIM115
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+
+    @classmethod
+    def adopt(
+        cls,
+        pgid: int,
+        log_path: str,
+        *,
+        on_line: LineCallback | None = None,
+        max_lines: int = 2000,
+    ) -> LogFollower:
+        """Follow a server another worker started with ``log_path``, until its group is gone.
+
+        The recent lines start with the end of the cleaned view the previous worker wrote; the
+        files are followed from their current end. What the server wrote while no worker followed
+        it is in its stream files only.
+        """
+        seed: list[str] = []
+        with contextlib.suppress(OSError), open(log_path, "rb") as view:
+            size = view.seek(0, os.SEEK_END)
+            view.seek(max(0, size - SEED_BYTES))
+            lines = view.read().decode("utf-8", errors="replace").splitlines()
+            seed = lines[1:] if size > SEED_BYTES else lines  # the first may be cut
+        follower = cls(on_line=on_line, max_lines=max_lines, view_path=log_path, seed=seed)
+        for name, path in output_paths(log_path).items():
+            try:
+                offset = os.path.getsize(path)
+            except OSError:
+                offset = 0
+            follower.follow_file(name, path, offset, running=lambda: group_alive(pgid))
+        return follower
+
+    def follow_file(self, name: str, path: str, offset: int, *, running: Callable[[], bool]) -> None:
+        def target() -> None:
+            follow_log(path, lambda line: self._emit(name, line), self._stop, offset, running=running)
+
+        self._spawn(name, target)
+
+    def follow_pipe(self, name: str, stream: IO[bytes]) -> None:
+        def target() -> None:
+            buffer = b""
+            while True:
+                chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+                if not chunk:
+                    break
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\n")
+                for raw in complete:
+                    self._emit(name, clean_line(raw.decode("utf-8", errors="replace")))
+            if buffer:
+                self._emit(name, clean_line(buffer.decode("utf-8", errors="replace")))
+            stream.close()
+
+        self._spawn(name, target)
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, daemon=True, name=f"vllm-{name}")
+        self._threads.append(thread)
+        thread.start()
+
+    def _emit(self, name: str, line: str) -> None:
+        with self._lock:
+            self._lines.append(line)
+            if self._view is not None:
+                self._view.write(f"{line}\n")
+                self._view.flush()
+        if self._on_line is not None:
+            # A failing observer must not stop the output from being drained (vLLM would block).
+            with contextlib.suppress(Exception):
+                self._on_line(name, line)
+
+    def recent_lines(self, n: int = 40) -> list[str]:
+        with self._lock:
+            return list(self._lines)[-n:] if n else []
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the followers to finish; True (and the view closed) when all have."""
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in self._threads):
+            return False
+        with self._lock:
+            if self._view is not None:
+                self._view.close()
+                self._view = None
+        return True
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop following now (pipes are read until they close)."""
+        self._stop.set()
+        self.join(timeout)
+
+
 class VllmProcess:
-    """One running vLLM command with both output streams read by threads."""
+    """One running vLLM command, its output followed by threads (from files or pipes)."""
 
     def __init__(
         self,
@@ -79,21 +262,23 @@ class VllmProcess:
         on_line: LineCallback | None,
         max_lines: int,
         log_path: str | None,
+        offsets: Mapping[str, int] | None = None,
     ) -> None:
         self._popen = popen
-        self._on_line = on_line
-        self._lines: deque[str] = deque(maxlen=max_lines)
-        self._lock = threading.Lock()
-        self._log = open(log_path, "a", encoding="utf-8") if log_path else None  # noqa: SIM115
         self.log_path = log_path
         self.pgid = popen.pid
-        self._readers = [
-            threading.Thread(target=self._read, args=(name, stream), daemon=True, name=f"vllm-{name}")
-            for name, stream in (("stdout", popen.stdout), ("stderr", popen.stderr))
-            if stream is not None
-        ]
-        for reader in self._readers:
-            reader.start()
+        self._follower = LogFollower(on_line=on_line, max_lines=max_lines, view_path=log_path)
+        if log_path:
+            for name, path in output_paths(log_path).items():
+                start = (offsets or {}).get(name, 0)
+                self._follower.follow_file(name, path, start, running=self._running)
+        for name, stream in (("stdout", popen.stdout), ("stderr", popen.stderr)):
+            if stream is not None:
+                self._follower.follow_pipe(name, stream)
+
+    def _running(self) -> bool:
+        # Forked engine processes may write after the front-end is gone: follow until all are.
+        return self._popen.poll() is None or group_alive(self.pgid)
 
     @classmethod
     def start(
@@ -105,45 +290,30 @@ class VllmProcess:
         max_lines: int = 2000,
         log_path: str | None = None,
     ) -> VllmProcess:
+        files: dict[str, IO[bytes]] = {}
+        offsets: dict[str, int] = {}
         try:
+            if log_path:
+                os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+                for name, path in output_paths(log_path).items():
+                    # Appended to, so a reused path keeps what was there; following starts after it.
+                    files[name] = open(path, "ab")  # noqa: SIM115  (closed below, once handed over)
+                    offsets[name] = files[name].seek(0, os.SEEK_END)
             popen = subprocess.Popen(
                 argv,
                 env=dict(env),
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdout=files.get("stdout", subprocess.PIPE),
+                stderr=files.get("stderr", subprocess.PIPE),
                 start_new_session=True,
             )
         except OSError as exc:
             raise ProcessStartError(f"{argv[0]} could not be started: {exc.strerror or exc}") from exc
-        return cls(popen, on_line=on_line, max_lines=max_lines, log_path=log_path)
-
-    def _read(self, name: str, stream: IO[bytes]) -> None:
-        buffer = b""
-        while True:
-            chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
-            if not chunk:
-                break
-            buffer += chunk
-            *complete, buffer = buffer.split(b"\n")
-            for raw in complete:
-                self._emit(name, raw)
-        if buffer:
-            self._emit(name, buffer)
-        stream.close()
-
-    def _emit(self, name: str, raw: bytes) -> None:
-        text = raw.decode("utf-8", errors="replace")
-        line = clean_line(text)
-        with self._lock:
-            self._lines.append(line)
-            if self._log is not None:
-                self._log.write(f"{line}\n")
-                self._log.flush()
-        if self._on_line is not None:
-            # A failing observer must not stop the output from being drained (vLLM would block).
-            with contextlib.suppress(Exception):
-                self._on_line(name, line)
+        finally:
+            # The child has its own copies: nothing of the server stays tied to this process.
+            for handle in files.values():
+                handle.close()
+        return cls(popen, on_line=on_line, max_lines=max_lines, log_path=log_path, offsets=offsets)
 
     @property
     def pid(self) -> int:
@@ -161,31 +331,22 @@ class VllmProcess:
         return self._popen.poll()
 
     def recent_lines(self, n: int = 40) -> list[str]:
-        with self._lock:
-            return list(self._lines)[-n:] if n else []
+        return self._follower.recent_lines(n)
 
     def wait(self, timeout: float | None = None) -> int | None:
         try:
             code = self._popen.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
-        self._join_readers(timeout=2.0)
+        self._follower.join(timeout=2.0)
         return code
-
-    def _join_readers(self, timeout: float) -> None:
-        for reader in self._readers:
-            reader.join(timeout)
-        if self._log is not None and not any(r.is_alive() for r in self._readers):
-            with self._lock:
-                self._log.close()
-                self._log = None
 
     def stop(self, grace: float = 10.0) -> int | None:
         """Stop the whole process group and reap the leader; returns its exit code."""
         if self._popen.poll() is None or group_alive(self.pgid):
             self._terminate_group(grace)
         code = self._popen.wait()
-        self._join_readers(timeout=2.0)
+        self._follower.join(timeout=2.0)
         return code
 
     def _terminate_group(self, grace: float) -> None:

@@ -8,7 +8,9 @@ vLLM it forks an engine process, so stopping only the front-end would leave some
 Environment: AIFRED_STANDIN_VLLM_VERSION (default 0.32.0), AIFRED_STANDIN_GPU_TOTAL_MIB (24576),
 AIFRED_STANDIN_GPU_FREE_MIB (= total), AIFRED_STANDIN_GPU_NAME, AIFRED_STANDIN_WEIGHTS_MIB
 (default: estimated from the config), AIFRED_STANDIN_LOAD_SECONDS (1.0),
-AIFRED_STANDIN_TEARDOWN_SECONDS (3), AIFRED_STANDIN_CRASH, AIFRED_STANDIN_HANG.
+AIFRED_STANDIN_TEARDOWN_SECONDS (3), AIFRED_STANDIN_CRASH, AIFRED_STANDIN_HANG,
+AIFRED_STANDIN_STATS_SECONDS (10; 0 = never): how often a ready server logs its throughput line, as
+vLLM's stat logger does, so that a server whose output nobody reads any more is noticed.
 """
 
 from __future__ import annotations
@@ -188,6 +190,7 @@ class Standin:
         self.weights_env = env.get("AIFRED_STANDIN_WEIGHTS_MIB")
         self.crash = bool(env.get("AIFRED_STANDIN_CRASH"))
         self.hang = bool(env.get("AIFRED_STANDIN_HANG"))
+        self.stats_seconds = float(env.get("AIFRED_STANDIN_STATS_SECONDS", "10"))
         self.child: int | None = None
 
     # ---- front-end -------------------------------------------------------------------------
@@ -389,8 +392,27 @@ class Standin:
         if v < Version("0.7.3"):
             self.front.raw(f"INFO:     Uvicorn running on {url} (Press CTRL+C to quit)")
         threading.Thread(target=server.serve_forever, daemon=True).start()
+        # Logged from the main thread: an error writing it (a closed pipe) ends the server, as it
+        # does vLLM's.
         while True:
-            time.sleep(3600)
+            if self.stats_seconds <= 0:
+                time.sleep(3600)
+                continue
+            time.sleep(self.stats_seconds)
+            where = "loggers.py:236" if self.version >= Version("0.8.0") else "metrics.py:351"
+            self.front.log("INFO", where, self._stats_text())
+
+    def _stats_text(self) -> str:
+        if self.version >= Version("0.8.0"):
+            return (
+                "Engine 000: Avg prompt throughput: 0.0 tokens/s, Avg generation throughput: 0.0 tokens/s, "
+                "Running: 0 reqs, Waiting: 0 reqs, GPU KV cache usage: 0.0%, Prefix cache hit rate: 0.0%"
+            )
+        return (
+            "Avg prompt throughput: 0.0 tokens/s, Avg generation throughput: 0.0 tokens/s, "
+            "Running: 0 reqs, Swapped: 0 reqs, Pending: 0 reqs, GPU KV cache usage: 0.0%, "
+            "CPU KV cache usage: 0.0%."
+        )
 
     # ---- engine (forked child) -------------------------------------------------------------
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 from launches.vllm.process import (
+    LogFollower,
     VllmProcess,
     group_alive,
     kill_group,
+    output_paths,
     probe_health,
     read_served_max_model_len,
 )
@@ -114,3 +120,128 @@ def test_a_ready_standin_answers_health_and_models_until_stopped() -> None:
     assert group_gone(proc.pgid)
     assert not probe_health(url, 0.5)
     assert read_served_max_model_len(url) is None
+
+
+# Started through VllmProcess by a helper process that then dies: the server must not notice.
+TICKING = "import time\nfor i in range(300):\n    print('tick', i, flush=True)\n    time.sleep(0.1)\n"
+STARTER = (
+    "import os, sys\n"
+    "from launches.vllm.process import VllmProcess\n"
+    "argv = [sys.executable, '-c', sys.argv[2]]\n"
+    "proc = VllmProcess.start(argv, dict(os.environ), log_path=sys.argv[1])\n"
+    "print(proc.pgid, flush=True)\n"
+    "import time\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_a_server_outlives_the_process_that_started_it_and_keeps_logging(tmp_path: Path) -> None:
+    log = tmp_path / "launch-1-attempt-1.log"
+    starter = subprocess.Popen(
+        [sys.executable, "-c", STARTER, str(log), TICKING],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert starter.stdout is not None
+    pgid = int(starter.stdout.readline())
+    try:
+        stdout_file = Path(output_paths(str(log))["stdout"])
+        deadline = time.monotonic() + 10
+        while "tick 3" not in stdout_file.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        starter.kill()
+        starter.wait(5)
+        size = stdout_file.stat().st_size
+        time.sleep(0.5)
+        assert group_alive(pgid)
+        assert stdout_file.stat().st_size > size
+
+        # A new worker follows it from here on, with what the first one saw as its recent lines.
+        seen: list[tuple[str, str]] = []
+        follower = LogFollower.adopt(pgid, str(log), on_line=lambda s, line: seen.append((s, line)))
+        assert "tick 0" in follower.recent_lines(1000)
+        deadline = time.monotonic() + 5
+        while len(seen) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert seen[0][0] == "stdout" and seen[-1][1].startswith("tick ")
+    finally:
+        assert kill_group(pgid, grace=2)
+    assert follower.join(2)
+    assert group_gone(pgid)
+    assert follower.recent_lines(1)[0] in log.read_text()
+
+
+def test_a_ready_standin_logs_its_throughput_now_and_then(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "AIFRED_STANDIN_LOAD_SECONDS": "0.2",
+        "AIFRED_STANDIN_STATS_SECONDS": "0.1",
+    }
+    log = tmp_path / "attempt.log"
+    proc = VllmProcess.start(
+        [
+            *STANDIN_SERVE,
+            str(DEMO_MODEL),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            "--max-model-len",
+            "8192",
+        ],
+        env,
+        log_path=str(log),
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            stats = [line for line in proc.recent_lines(200) if "Avg prompt throughput" in line]
+            if len(stats) >= 3:
+                break
+            time.sleep(0.1)
+        assert len(stats) >= 3 and "Engine 000:" in stats[0]
+    finally:
+        proc.stop(5)
+    assert "Application startup complete" in Path(output_paths(str(log))["stderr"]).read_text()
+
+
+def test_the_command_line_leaves_a_server_that_logs_to_files_after_it_exits() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launches.vllm",
+            "run",
+            "--model",
+            str(DEMO_MODEL),
+            "--vllm-command",
+            shlex.join(STANDIN_SERVE),
+            "--vllm-version",
+            "0.32.0",
+            "--known-limit",
+            "8192",
+            "--port",
+            str(free_port()),
+            "--json",
+        ],
+        env={**os.environ, "AIFRED_STANDIN_LOAD_SECONDS": "0.2", "AIFRED_STANDIN_STATS_SECONDS": "0.1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    result = json.loads(done.stdout)
+    assert done.returncode == 0, done.stderr
+    log_path = result["attempts"][-1]["log_path"]
+    try:
+        stdout_file = Path(output_paths(log_path)["stdout"])
+        size = stdout_file.stat().st_size
+        time.sleep(0.5)
+        assert group_alive(result["pgid"])
+        assert stdout_file.stat().st_size > size
+    finally:
+        kill_group(result["pgid"], grace=2)
+        if Path(log_path).parent.name.startswith("aifred-vllm-"):  # the folder the command made
+            shutil.rmtree(Path(log_path).parent, ignore_errors=True)
+    assert group_gone(result["pgid"])
