@@ -69,5 +69,5 @@ def test_without_detect_only_the_server_is_left_running_for_the_operator(tmp_pat
 def test_a_launch_that_fails_exits_non_zero_and_says_why(tmp_path):
     done = _run("--port", str(free_port()), "--gpu-memory-utilization", "0.3", tmp_path=tmp_path)
     assert done.returncode == 1
-    assert done.stdout.startswith("attempt 1: weights_do_not_fit")
+    assert "\nattempt 1: weights_do_not_fit" in done.stdout
     assert "failed: The model's weights do not fit in GPU memory" in done.stdout

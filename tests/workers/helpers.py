@@ -6,7 +6,8 @@ from decimal import Decimal
 
 from gpus.models import Gpu, Host, ModelSpec
 from launches.models import Launch, LaunchConfig
-from tests.workers.conftest import DEMO_MODEL, free_port, host_name, wait_for
+from tests.ports import free_port
+from tests.workers.conftest import DEMO_MODEL, host_name, wait_for
 
 TERMINAL = {str(status) for status in Launch.Status.terminal()}
 
