@@ -39,6 +39,7 @@ from launches.vllm.process import (
 )
 from launches.vllm.versions import VllmVersionError, detect_vllm_version, supports_auto_max_model_len
 
+SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "KEY")
 EventCallback = Callable[[str, dict[str, Any]], None]
 LOG_FLUSH_SECONDS = 0.25
 LOG_FLUSH_LINES = 50
@@ -64,12 +65,17 @@ class LaunchRequest:
     max_attempts: int = 3
     detect_only: bool = False
     log_dir: str | None = None
-    extra_env: dict[str, str] = field(default_factory=dict)
+    # May hold HF_TOKEN: kept out of repr and masked in to_dict, so a logged request leaks nothing.
+    extra_env: dict[str, str] = field(default_factory=dict, repr=False)
     rope_theta: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["options"] = self.options.to_dict()
+        data["extra_env"] = {
+            name: "***" if any(word in name.upper() for word in SECRET_WORDS) else value
+            for name, value in self.extra_env.items()
+        }
         return data
 
     @classmethod

@@ -193,3 +193,12 @@ def test_before_retry_is_called_between_the_refusal_and_the_second_start() -> No
 def test_the_request_and_result_are_json_serialisable() -> None:
     request = LaunchRequest(options=ServeOptions(model="m", extra_args=("--seed", "1")), launch_id=7)
     assert LaunchRequest.from_dict(json.loads(json.dumps(request.to_dict()))) == request
+
+
+def test_a_request_shown_or_serialised_never_carries_the_hugging_face_token() -> None:
+    request = LaunchRequest(
+        options=ServeOptions(model="org/gated"), extra_env={"HF_TOKEN": "hf_very_secret", "NO_COLOR": "1"}
+    )
+    assert "hf_very_secret" not in repr(request)
+    assert "hf_very_secret" not in json.dumps(request.to_dict())
+    assert request.to_dict()["extra_env"]["NO_COLOR"] == "1"
