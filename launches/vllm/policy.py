@@ -47,6 +47,7 @@ STOP_GRACE = 10.0
 # A start that has failed holds nothing worth a clean shutdown, and vLLM ignores SIGTERM while its
 # engine start-up fails (it exits on its own ~11 s later): kill it quickly so the retry starts sooner.
 FAILED_STOP_GRACE = 1.0
+READY_SETTLE_SECONDS = 0.3
 
 
 @dataclass
@@ -275,6 +276,12 @@ def run_launch(
         verdict, policy_outcome = attempt.watch(url, deadline, cancel)
         process = attempt.process
         ready = policy_outcome is None and verdict.outcome == Outcome.READY
+        if ready:
+            # vLLM's logger (KV capacity, auto-fit) writes to stdout and uvicorn's ready line to stderr;
+            # separate threads read them, so let stdout catch up before the verdict is final.
+            time.sleep(READY_SETTLE_SECONDS)
+            attempt.drain()
+            verdict = attempt.watcher.verdict()
         if not ready:
             process.stop(FAILED_STOP_GRACE)
             attempt.drain()
