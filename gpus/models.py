@@ -277,7 +277,7 @@ class DetectedLimitQuerySet(models.QuerySet["DetectedLimit"]):
 
         A measured ceiling (refusal, auto-fit) replaces whatever was known. A length that merely fitted
         never overwrites a measured ceiling (it only refreshes the KV capacity) and only raises an
-        earlier "fits" floor.
+        earlier "fits" floor, except in a re-detect, which replaces whatever it finds.
         """
         spec = launch.spec or {}
         values = {
@@ -296,8 +296,11 @@ class DetectedLimitQuerySet(models.QuerySet["DetectedLimit"]):
             limit = self.select_for_update().filter(**key).first()
             if limit is None:
                 return self.create(**key, **values)
-            if learned_from == DetectedLimit.LearnedFrom.FITS and (
-                limit.is_ceiling or limit.max_model_len >= max_model_len
+            # Re-detect forgets what was known: whatever it finds replaces the row.
+            if (
+                learned_from == DetectedLimit.LearnedFrom.FITS
+                and launch.kind != "redetect"
+                and (limit.is_ceiling or limit.max_model_len >= max_model_len)
             ):
                 if kv_capacity_tokens:
                     limit.kv_capacity_tokens = kv_capacity_tokens

@@ -22,11 +22,11 @@ def config():
     return make_config(host=host, model=make_model(native_context=40960))
 
 
-def _launch(config, operator=None) -> Launch:
+def _launch(config, operator=None, kind: str = Launch.Kind.LAUNCH) -> Launch:
     # One launch at a time per GPU: the earlier ones of a test have ended.
     Launch.objects.filter(host=config.host).update(status=Launch.Status.STOPPED)
     with transaction.atomic():
-        return Launch.objects.start(config, operator)
+        return Launch.objects.start(config, operator, kind=kind)
 
 
 def _learn(launch, tokens, learned_from, kv=None) -> DetectedLimit:
@@ -66,3 +66,11 @@ def test_above_a_fitting_floor_only_the_kv_capacity_guides_the_next_start(config
     config.save()
     yarn = _launch(config)
     assert (yarn.known_limit, yarn.spec["ceiling_hint"], yarn.wanted_context) == (None, 90000, 163840)
+
+
+def test_a_re_detect_starts_without_the_known_limit_and_replaces_it_whatever_it_finds(config):
+    _learn(_launch(config), 26624, "refusal")
+    redetect = _launch(config, kind=Launch.Kind.REDETECT)
+    assert redetect.known_limit is None and redetect.spec["known_limit"] is None
+    limit = _learn(redetect, 40960, "fits", 52000)
+    assert (limit.max_model_len, limit.learned_from, limit.launch_id) == (40960, "fits", redetect.pk)
