@@ -423,15 +423,17 @@ CSV_COLUMNS = (
 
 @admin.register(Launch)
 class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
+    # What happened first (status, outcome, context), then where and who: the list is wide, and what
+    # an operator scans for must not be the part that scrolls out of view.
     list_display = (
         "id",
-        "kind",
-        "host",
-        "model",
-        "gpu_profile",
         "status",
         "outcome",
         "context_length",
+        "host",
+        "model",
+        "gpu_profile",
+        "kind",
         "requested_by",
         "created_at",
         "live_link",
