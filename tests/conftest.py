@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group, Permission, User
 from django.utils import timezone
 
 from gpus.models import Gpu, GpuProfile, Host, ModelSpec
@@ -30,26 +31,54 @@ def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> No
         database["TEST"]["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
 
 
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def fast_hasher(settings) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def ensure_roles() -> None:
+    """Build the role groups as the data migrations do.
+
+    Transactional tests (workers, browser) empty every table afterwards, these groups included; a
+    database reused after them may lack the groups.
+    """
+    roles_migration = importlib.import_module("launches.migrations.0002_roles")
+    view = [(app, f"view_{model}") for app, models in roles_migration.VIEW_MODELS.items() for model in models]
+    view.append(("launches", "view_launchconfigchange"))
+
+    def permissions(pairs: list[tuple[str, str]]) -> list[Permission]:
+        return [Permission.objects.get(content_type__app_label=app, codename=code) for app, code in pairs]
+
+    Group.objects.get_or_create(name=VIEWERS)[0].permissions.set(permissions(view))
+    operators = Group.objects.get_or_create(name=OPERATORS)[0]
+    operators.permissions.set(permissions(view + roles_migration.OPERATOR_EXTRA))
+
+
 def make_user(
-    username: str, *, group: str | None = None, staff: bool = True, superuser: bool = False
+    username: str, group: str | None = None, *, staff: bool = True, superuser: bool = False
 ) -> User:
-    user = User.objects.create_user(username=username, password="pw-for-tests", is_staff=staff)
+    user = User.objects.create_user(username=username, password=PASSWORD, is_staff=staff)
     if superuser:
         user.is_superuser = True
         user.save(update_fields=["is_superuser"])
     if group:
+        if not Group.objects.filter(name=group).exists():
+            ensure_roles()
         user.groups.add(Group.objects.get(name=group))
     return user
 
 
 @pytest.fixture
 def operator(db) -> User:
-    return make_user("olivia-operator", group=OPERATORS)
+    return make_user("olivia-operator", OPERATORS)
 
 
 @pytest.fixture
 def viewer(db) -> User:
-    return make_user("victor-viewer", group=VIEWERS)
+    return make_user("victor-viewer", VIEWERS)
 
 
 @pytest.fixture

@@ -7,66 +7,16 @@ but in no role). A launch's progress is simulated by writing the rows the contro
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group, Permission, User
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from gpus.fingerprint import memory_fingerprint
 from gpus.models import DetectedLimit, Gpu, GpuProfile, Host, ModelSpec
 from launches.models import Launch, LaunchAttempt, LaunchConfig, LaunchEvent
-from launches.permissions import OPERATORS, VIEWERS
-
-PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture(autouse=True)
-def fast_hasher(settings) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def ensure_roles() -> None:
-    """Build the role groups as the data migrations do.
-
-    Transactional tests (the browser tests) empty every table afterwards, these groups included; a
-    reused test database may then lack them.
-    """
-    roles_migration = importlib.import_module("launches.migrations.0002_roles")
-    view = [(app, f"view_{model}") for app, models in roles_migration.VIEW_MODELS.items() for model in models]
-    view.append(("launches", "view_launchconfigchange"))
-
-    def permissions(pairs: list[tuple[str, str]]) -> list[Permission]:
-        return [Permission.objects.get(content_type__app_label=app, codename=code) for app, code in pairs]
-
-    Group.objects.get_or_create(name=VIEWERS)[0].permissions.set(permissions(view))
-    operators = Group.objects.get_or_create(name=OPERATORS)[0]
-    operators.permissions.set(permissions(view + roles_migration.OPERATOR_EXTRA))
-
-
-def make_user(username: str, group: str | None) -> User:
-    user = User.objects.create_user(username, password=PASSWORD, is_staff=True)
-    if group:
-        if not Group.objects.filter(name=group).exists():
-            ensure_roles()
-        user.groups.add(Group.objects.get(name=group))
-    return user
-
-
-@pytest.fixture
-def operator(db) -> User:
-    return make_user("olga", OPERATORS)
-
-
-@pytest.fixture
-def viewer(db) -> User:
-    return make_user("victor", VIEWERS)
-
-
-@pytest.fixture
-def outsider(db) -> User:
-    return make_user("oscar", None)
+from tests.conftest import PASSWORD  # noqa: F401  (the browser tests log in with it)
 
 
 @pytest.fixture

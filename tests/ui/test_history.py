@@ -110,7 +110,7 @@ def test_the_csv_export_streams_the_filtered_list(client, viewer, config, launch
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert [int(row["id"]) for row in rows] == [launch.pk]
     assert rows[0]["host"] == "desk-3060"
-    assert rows[0]["requested_by"] == "olga"
+    assert rows[0]["requested_by"] == launch.requested_by.username
     assert rows[0]["context_length"] == "26624"
 
 
