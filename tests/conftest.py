@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import itertools
+import os
+import shutil
+import subprocess
+import time
 from decimal import Decimal
 
 import pytest
@@ -15,6 +20,54 @@ from launches.models import LaunchConfig
 from launches.permissions import OPERATORS, VIEWERS
 
 _counter = itertools.count(1)
+_private_redis: subprocess.Popen | None = None
+
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def _ensure_test_redis() -> None:
+    """Use the Redis on 127.0.0.1:6379 (or AIFRED_TEST_REDIS_URL); when none answers and redis-server is
+    installed, start a private one for this run, so `make test` needs nothing running beforehand.
+
+    Run when this file is imported: the conftest files below it read the URL when they are imported,
+    which is before any pytest hook of this file runs.
+    """
+    global _private_redis
+    url = os.environ.get("AIFRED_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+    server = shutil.which("redis-server")
+    if _redis_answers(url) or server is None:
+        return
+    from tests.ports import free_port
+
+    port = free_port()
+    _private_redis = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    os.environ["AIFRED_TEST_REDIS_URL"] = f"redis://127.0.0.1:{port}/13"
+    os.environ["AIFRED_TEST_RUN_REDIS_URL"] = f"redis://127.0.0.1:{port}/12"
+    for _ in range(100):
+        if _redis_answers(os.environ["AIFRED_TEST_REDIS_URL"]):
+            return
+        time.sleep(0.05)
+
+
+def _stop_private_redis() -> None:
+    if _private_redis is not None:
+        _private_redis.terminate()
+        _private_redis.wait(10)
+
+
+_ensure_test_redis()
+atexit.register(_stop_private_redis)
 
 
 @pytest.fixture(scope="session")

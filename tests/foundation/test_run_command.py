@@ -38,7 +38,7 @@ def test_the_run_script_serves_the_admin_to_the_generated_admin_and_stops_everyt
     env = {
         **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "AIFRED_ADMIN_PASSWORD"}},
         "AIFRED_VAR_DIR": str(tmp_path),
-        "REDIS_URL": "redis://127.0.0.1:6379/12",
+        "REDIS_URL": os.environ.get("AIFRED_TEST_RUN_REDIS_URL", "redis://127.0.0.1:6379/12"),
         "AIFRED_CONTROL_QUEUE": f"control-run-test-{port}",
         "PYTHONUNBUFFERED": "1",
     }
