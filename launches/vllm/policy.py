@@ -47,7 +47,6 @@ STOP_GRACE = 10.0
 # A start that has failed holds nothing worth a clean shutdown, and vLLM ignores SIGTERM while its
 # engine start-up fails (it exits on its own ~11 s later): kill it quickly so the retry starts sooner.
 FAILED_STOP_GRACE = 1.0
-READY_SETTLE_SECONDS = 0.3
 
 
 @dataclass
@@ -277,9 +276,9 @@ def run_launch(
         process = attempt.process
         ready = policy_outcome is None and verdict.outcome == Outcome.READY
         if ready:
-            # vLLM's logger (KV capacity, auto-fit) writes to stdout and uvicorn's ready line to stderr;
-            # separate threads read them, so let stdout catch up before the verdict is final.
-            time.sleep(READY_SETTLE_SECONDS)
+            # vLLM's logger (KV capacity, auto-fit) writes to stdout and uvicorn's ready line to stderr:
+            # take every line written before the ready line into the verdict.
+            attempt.process.catch_up()
             attempt.drain()
             verdict = attempt.watcher.verdict()
         if not ready:

@@ -19,9 +19,12 @@ read. Without a ``log_path`` the streams are pipes, for short-lived uses (tests,
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
+import struct
 import subprocess
+import termios
 import threading
 import time
 from collections import deque
@@ -99,13 +102,15 @@ def follow_log(
     *,
     running: Callable[[], bool] | None = None,
     interval: float = FOLLOW_INTERVAL,
+    on_progress: Callable[[int], None] | None = None,
 ) -> int:
     """Follow the file at ``path`` from ``from_offset``, calling ``on_line`` with each cleaned line.
 
     At the end of the file it waits ``interval`` and reads again. It returns (with the offset it
     reached) once ``stop_event`` is set, or once ``running()`` says the writer is gone and what it
     wrote has been read. A file that does not exist yet is waited for; a file that shrank (replaced
-    or truncated) is read again from its start.
+    or truncated) is read again from its start. ``on_progress`` gets the offset up to which every
+    complete line has been handed to ``on_line``.
     """
     offset = from_offset
     buffer = b""
@@ -130,6 +135,8 @@ def follow_log(
                 *complete, buffer = buffer.split(b"\n")
                 for raw in complete:
                     on_line(clean_line(raw.decode("utf-8", errors="replace")))
+                if on_progress is not None:
+                    on_progress(offset - len(buffer))
                 continue
             if finished:
                 if buffer:
@@ -140,6 +147,17 @@ def follow_log(
         if handle is not None:
             handle.close()
     return offset
+
+
+def _pipe_drained(stream: IO[bytes], idle: threading.Event) -> bool:
+    """Nothing left in the pipe and its reader waiting for more (so all it read was handed on)."""
+    if stream.closed:
+        return True
+    try:
+        pending = struct.unpack("i", fcntl.ioctl(stream.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+    except (OSError, ValueError):
+        return True
+    return pending == 0 and idle.is_set()
 
 
 class LogFollower:
@@ -159,6 +177,11 @@ class LogFollower:
         self._view = open(view_path, "a", encoding="utf-8") if view_path else None  # noqa: SIM115
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        # How far each followed file has been delivered, and whether each pipe reader is between
+        # chunks: what catch_up() compares with what the server has written.
+        self._delivered: dict[str, int] = {}
+        self._files: dict[str, str] = {}
+        self._pipes: dict[str, tuple[IO[bytes], threading.Event]] = {}
 
     @classmethod
     def adopt(
@@ -191,16 +214,31 @@ class LogFollower:
         return follower
 
     def follow_file(self, name: str, path: str, offset: int, *, running: Callable[[], bool]) -> None:
+        self._files[name] = path
+        self._delivered[name] = offset
+
         def target() -> None:
-            follow_log(path, lambda line: self._emit(name, line), self._stop, offset, running=running)
+            follow_log(
+                path,
+                lambda line: self._emit(name, line),
+                self._stop,
+                offset,
+                running=running,
+                on_progress=lambda reached: self._delivered.__setitem__(name, reached),
+            )
 
         self._spawn(name, target)
 
     def follow_pipe(self, name: str, stream: IO[bytes]) -> None:
+        idle = threading.Event()
+        self._pipes[name] = (stream, idle)
+
         def target() -> None:
             buffer = b""
             while True:
+                idle.set()
                 chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+                idle.clear()
                 if not chunk:
                     break
                 buffer += chunk
@@ -232,6 +270,29 @@ class LogFollower:
     def recent_lines(self, n: int = 40) -> list[str]:
         with self._lock:
             return list(self._lines)[-n:] if n else []
+
+    def catch_up(self, timeout: float = 2.0) -> bool:
+        """Wait until every line the server has written so far has been handed on; True if it was.
+
+        The two streams are read by separate threads, so a line on one (uvicorn's ready line on
+        stderr) can be handed on before an earlier line on the other (vLLM's auto-fit line on stdout).
+        """
+        targets = {}
+        for name, path in self._files.items():
+            with contextlib.suppress(OSError):
+                targets[name] = os.path.getsize(path)
+        deadline = time.monotonic() + timeout
+        quiet_checks = 0
+        while time.monotonic() < deadline:
+            files_done = all(self._delivered.get(name, 0) >= size for name, size in targets.items())
+            pipes_done = all(_pipe_drained(stream, idle) for stream, idle in self._pipes.values())
+            # Files are exact (delivered offset against size). A pipe reader that has just taken a
+            # chunk may not have flagged itself busy yet, so a pipe must look drained twice in a row.
+            quiet_checks = quiet_checks + 1 if pipes_done else 0
+            if files_done and (quiet_checks >= 2 or not self._pipes):
+                return True
+            time.sleep(0.02)
+        return False
 
     def join(self, timeout: float) -> bool:
         """Wait for the followers to finish; True (and the view closed) when all have."""
@@ -332,6 +393,10 @@ class VllmProcess:
 
     def recent_lines(self, n: int = 40) -> list[str]:
         return self._follower.recent_lines(n)
+
+    def catch_up(self, timeout: float = 2.0) -> bool:
+        """Wait until every line written so far, on either stream, has reached ``on_line``."""
+        return self._follower.catch_up(timeout)
 
     def wait(self, timeout: float | None = None) -> int | None:
         try:

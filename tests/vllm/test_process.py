@@ -8,8 +8,11 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from launches.vllm.process import (
     LogFollower,
@@ -245,3 +248,43 @@ def test_the_command_line_leaves_a_server_that_logs_to_files_after_it_exits() ->
         if Path(log_path).parent.name.startswith("aifred-vllm-"):  # the folder the command made
             shutil.rmtree(Path(log_path).parent, ignore_errors=True)
     assert group_gone(result["pgid"])
+
+
+# Each pair: a line on stdout, then one on stderr, as vLLM's auto-fit line (stdout) precedes uvicorn's
+# ready line (stderr). The two streams are read by separate threads.
+INTERLEAVED = (
+    "import sys, time\n"
+    "for i in range(30):\n"
+    "    print(f'out {i}', flush=True)\n"
+    "    print(f'err {i}', file=sys.stderr, flush=True)\n"
+    "    time.sleep(0.03)\n"
+    "time.sleep(30)\n"
+)
+
+
+@pytest.mark.parametrize("to_files", [True, False], ids=["files", "pipes"])
+def test_catching_up_hands_on_every_line_written_before_the_one_just_seen(tmp_path: Path, to_files) -> None:
+    seen: set[str] = set()
+    arrived = threading.Event()
+
+    def on_line(stream: str, line: str) -> None:
+        seen.add(line)
+        arrived.set()
+
+    proc = VllmProcess.start(
+        [sys.executable, "-c", INTERLEAVED],
+        dict(os.environ),
+        on_line=on_line,
+        log_path=str(tmp_path / "attempt.log") if to_files else None,
+    )
+    try:
+        for i in range(0, 30, 3):
+            deadline = time.monotonic() + 10
+            while f"err {i}" not in seen and time.monotonic() < deadline:
+                arrived.wait(0.01)
+                arrived.clear()
+            assert f"err {i}" in seen
+            assert proc.catch_up(timeout=2)
+            assert f"out {i}" in seen, f"stdout's line {i} was written before stderr's, yet not handed on"
+    finally:
+        proc.stop(grace=1)
