@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class NoEditing:
     """History and learned knowledge: visible to everyone with the view right, edited by nobody.
 
     Rows are written by the control worker alone; hand edits would make the audit trail a lie.
@@ -21,16 +21,11 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyAdmin(NoEditing, admin.ModelAdmin):
+    pass
+
+
+class ReadOnlyInline(NoEditing, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
