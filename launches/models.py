@@ -327,7 +327,8 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
                 memory_options=config.memory_options(),
                 vllm_version=host.vllm_version,
             ).first()
-        known_limit, ceiling_hint = known.start_values(config.wanted_context()) if known else (None, None)
+        wanted = config.wanted_context()
+        known_limit, ceiling_hint = known.start_values(wanted) if known else (None, None)
         snapshot = config.snapshot()
         with transaction.atomic():
             launch = self.create(
@@ -340,7 +341,7 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
                 requested_by=user if getattr(user, "is_authenticated", False) else None,
                 fingerprint=fingerprint,
                 known_limit=known_limit,
-                wanted_context=config.wanted_context(),
+                wanted_context=wanted,
                 task_id=str(uuid.uuid4()),
             )
             launch.spec = {

@@ -121,6 +121,11 @@ def ensure_redis(supervisor: Supervisor, url: str) -> None:
     sys.exit(f"Started redis-server on port {port} but it does not answer; see the output above.")
 
 
+def _stop_as_on_ctrl_c(signum, frame) -> None:
+    # A SIGTERM (systemd, a terminal closing) stops everything the same way Ctrl-C does.
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -136,7 +141,7 @@ def main() -> int:
     os.environ.update(env)
 
     supervisor = Supervisor()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _stop_as_on_ctrl_c)
     try:
         ensure_redis(supervisor, env["REDIS_URL"])
         manage("migrate", "--noinput", "-v0", env=env)
