@@ -33,37 +33,53 @@ def _children_of(pid: int) -> list[int]:
     return found
 
 
-def test_the_run_script_serves_the_admin_to_the_generated_admin_and_stops_everything(tmp_path):
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "AIFRED_ADMIN_PASSWORD"}},
-        "AIFRED_VAR_DIR": str(tmp_path),
-        "REDIS_URL": os.environ.get("AIFRED_TEST_RUN_REDIS_URL", "redis://127.0.0.1:6379/12"),
-        "AIFRED_CONTROL_QUEUE": f"control-run-test-{port}",
-        "PYTHONUNBUFFERED": "1",
-    }
-    log = tmp_path / "run.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "scripts/run.py", "--bind", f"127.0.0.1:{port}"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
+class RunScript:
+    """scripts/run.py as `make run` starts it, with its own var/ folder, port and Redis URL."""
+
+    def __init__(self, tmp_path: Path, redis_url: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / "run.log"
+        env = {
+            **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "AIFRED_ADMIN_PASSWORD"}},
+            "AIFRED_VAR_DIR": str(tmp_path),
+            "REDIS_URL": redis_url,
+            "AIFRED_CONTROL_QUEUE": f"control-run-test-{self.port}",
+            "PYTHONUNBUFFERED": "1",
+        }
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "scripts/run.py", "--bind", f"127.0.0.1:{self.port}"],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_for_the_site(self) -> None:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"{base}/admin/login/", timeout=2).status_code == 200:
-                    break
+                if requests.get(f"{self.base}/admin/login/", timeout=2).status_code == 200:
+                    return
             except requests.ConnectionError:
                 time.sleep(0.5)
-        else:
-            pytest.fail(f"the site did not answer within 90 s:\n{log.read_text()[-3000:]}")
-        password = re.search(r"Created administrator 'admin' with password: (\S+)", log.read_text()).group(1)
+        pytest.fail(f"the site did not answer within 90 s:\n{self.log.read_text()[-3000:]}")
+
+    def ctrl_c(self) -> None:
+        os.killpg(self.process.pid, signal.SIGINT)
+        self.process.wait(timeout=60)
+
+
+def test_the_run_script_serves_the_admin_to_the_generated_admin_and_stops_everything(tmp_path):
+    run = RunScript(tmp_path, os.environ.get("AIFRED_TEST_RUN_REDIS_URL", "redis://127.0.0.1:6379/12"))
+    base = run.base
+    try:
+        run.wait_for_the_site()
+        password = re.search(
+            r"Created administrator 'admin' with password: (\S+)", run.log.read_text()
+        ).group(1)
         session = requests.Session()
         session.get(f"{base}/admin/login/", timeout=5)
         response = session.post(
@@ -90,11 +106,25 @@ def test_the_run_script_serves_the_admin_to_the_generated_admin_and_stops_everyt
         ]:
             assert f'href="/admin/{path}/"' in response.text, f"{path} missing from the admin index"
         assert password not in response.text
-        workers = _children_of(process.pid)
+        workers = _children_of(run.process.pid)
         assert len(workers) >= 3, "web, control worker and GPU worker should all be running"
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        process.wait(timeout=60)
+        run.ctrl_c()
     time.sleep(0.5)
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text(), pid
+
+
+def test_without_a_redis_answering_the_run_script_starts_a_private_one_and_stops_it(tmp_path):
+    import redis
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    run = RunScript(tmp_path, url)
+    try:
+        run.wait_for_the_site()
+        assert redis.Redis.from_url(url).ping()
+        assert (tmp_path / "redis").is_dir(), "the private Redis keeps its files under var/redis"
+    finally:
+        run.ctrl_c()
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
