@@ -238,7 +238,13 @@ class LaunchConfigAdmin(OperateActionsMixin, admin.ModelAdmin):
     @staticmethod
     def preview_data(config: LaunchConfig | None) -> dict:
         """What the YaRN preview needs that the form does not hold: native context and learned limit."""
-        data: dict = {"native_context": None, "hw_limit": None, "profile": None, "model": None}
+        data: dict = {
+            "native_context": None,
+            "hw_limit": None,
+            "hw_limit_is_ceiling": None,
+            "profile": None,
+            "model": None,
+        }
         if config is None or not config.model_id:
             return data
         data["model"] = str(config.model)
@@ -248,6 +254,8 @@ class LaunchConfigAdmin(OperateActionsMixin, admin.ModelAdmin):
             data["profile"] = str(profile)
             limit = config.detected_limit(profile)
             data["hw_limit"] = limit.max_model_len if limit else None
+            # A measured ceiling caps a launch; a length that merely fitted is a floor (see DetectedLimit).
+            data["hw_limit_is_ceiling"] = limit.is_ceiling if limit else None
         data["enable_yarn"] = config.enable_yarn
         data["yarn_factor"] = float(config.yarn_factor)
         data["context_cap"] = config.context_cap

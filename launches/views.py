@@ -130,6 +130,8 @@ def fleet(request: HttpRequest) -> HttpResponse:
                 "native": native,
                 # How far YaRN can stretch the native context before the hardware limit caps it.
                 "max_factor": (limit.max_model_len / native) if native else None,
+                # A "fits" row is a floor: the limit and the factor are "at least".
+                "at_least": not limit.is_ceiling,
             }
         )
     recent_ready = list(

@@ -51,7 +51,9 @@ def config(model_spec, host, gpu, operator) -> LaunchConfig:
     )
 
 
-def learn_limit(config: LaunchConfig, profile: GpuProfile, tokens: int = 26624) -> DetectedLimit:
+def learn_limit(
+    config: LaunchConfig, profile: GpuProfile, tokens: int = 26624, learned_from: str = "refusal"
+) -> DetectedLimit:
     fingerprint, fields = memory_fingerprint(
         {**config.memory_options(), "vllm_version": config.host.vllm_version}
     )
@@ -62,7 +64,7 @@ def learn_limit(config: LaunchConfig, profile: GpuProfile, tokens: int = 26624) 
         fingerprint_fields=fields,
         vllm_version=config.host.vllm_version,
         max_model_len=tokens,
-        learned_from=DetectedLimit.LearnedFrom.REFUSAL,
+        learned_from=learned_from,
     )
 
 

@@ -115,6 +115,23 @@ def test_an_operator_sees_the_yarn_preview_change_without_a_reload_and_the_form_
     expect(page.locator("#changes-group")).to_contain_text(operator.username)
 
 
+def test_above_a_length_that_only_fitted_the_preview_promises_no_cap(
+    page, live_server, operator, config, profile
+):
+    from playwright.sync_api import expect
+
+    learn_limit(config, profile, 40960, learned_from="fits")
+    log_in(page, live_server, operator)
+    page.goto(live_server.url + reverse("admin:launches_launchconfig_change", args=[config.pk]))
+    expect(page.locator('#context-preview [data-role="info"]')).to_contain_text("HW limit: at least 40K fits")
+    page.check("#id_enable_yarn")
+    page.fill("#id_yarn_factor", "2.0")
+    expect(page.locator('#context-preview [data-role="note"]')).to_contain_text(
+        "Above the 40,960 tokens known to fit, the launch measures this GPU's limit."
+    )
+    expect(page.locator('#context-preview [data-role="cap"]')).to_be_hidden()
+
+
 def test_a_viewer_sees_no_action_buttons_and_a_forged_post_is_refused(page, live_server, viewer, config):
     from playwright.sync_api import expect
 

@@ -118,6 +118,18 @@ def test_the_preview_gives_native_context_and_the_limit_learned_for_the_hosts_gp
     assert data["profile"] == "NVIDIA GeForce RTX 3060 (12 GiB)"
 
 
+def test_the_preview_says_whether_the_limit_is_a_measured_ceiling_or_only_a_length_that_fitted(
+    client, viewer, config, profile
+):
+    client.force_login(viewer)
+    limit = learn_limit(config, profile, 40960, learned_from="fits")
+    data = preview(client, config)
+    assert (data["hw_limit"], data["hw_limit_is_ceiling"]) == (40960, False)
+    limit.learned_from = "refusal"
+    limit.save()
+    assert preview(client, config)["hw_limit_is_ceiling"] is True
+
+
 def test_the_preview_follows_the_memory_options_being_edited(client, viewer, config, profile):
     learn_limit(config, profile, 26624)
     client.force_login(viewer)

@@ -35,6 +35,14 @@ def test_the_dashboard_shows_hosts_running_servers_limits_and_times(client, view
     assert "saved limit: median 40 s over 1" in html
 
 
+def test_a_length_that_only_fitted_is_shown_as_at_least(client, viewer, config, profile):
+    learn_limit(config, profile, 40960, learned_from="fits")
+    client.force_login(viewer)
+    html = client.get(reverse("launches:fleet")).content.decode()
+    assert "≥ 40,960" in html
+    assert "≥ 1.00×" in html
+
+
 def test_the_admin_index_leads_to_the_dashboard(client, viewer):
     client.force_login(viewer)
     assert reverse("launches:fleet") in client.get(reverse("admin:index")).content.decode()

@@ -39,7 +39,9 @@
     const values = readValues(initial);
     const native = facts.native_context;
     const limit = facts.hw_limit;
-    const hw = limit ? "HW limit: " + fmtK(limit) : "HW limit: not yet measured";
+    // A measured ceiling caps the launch; a length that merely fitted is only known to fit.
+    const ceiling = limit && facts.hw_limit_is_ceiling !== false;
+    const hw = !limit ? "HW limit: not yet measured" : ceiling ? "HW limit: " + fmtK(limit) : "HW limit: at least " + fmtK(limit) + " fits";
     const where = facts.profile ? " (" + facts.profile + ")" : facts.model ? " (host's GPU not reported)" : "";
     if (!facts.model) {
       setText(box, "info", "Choose a model and a host to see the context this config asks for.");
@@ -67,11 +69,12 @@
     let note = facts.problem || "";
     if (!validFactor) note = "The YaRN factor must be between 1.0 and 8.0 in steps of 0.5.";
     else if (!values.enableYarn && values.factor !== 1) note = "YaRN is off: the factor " + values.factor.toFixed(1) + " is kept but not applied.";
+    else if (limit && !ceiling && requested && requested > limit) note = "Above the " + fmt(limit) + " tokens known to fit, the launch measures this GPU's limit.";
     setText(box, "note", note);
     setText(box, "warning", values.enableYarn && validFactor && values.factor > WARN_FACTOR
       ? "Factor " + values.factor.toFixed(1) + " is above " + WARN_FACTOR.toFixed(1) + ": YaRN stretches positions far beyond training, and quality can drop. Run Test YaRN before relying on it."
       : "");
-    setText(box, "cap", limit && requested && requested > limit
+    setText(box, "cap", ceiling && requested && requested > limit
       ? "Requested " + fmt(requested) + " tokens exceed the learned hardware limit of " + (facts.profile || "this GPU") + ": the launch will be capped at " + fmt(limit) + " tokens."
       : "");
   }

@@ -80,8 +80,11 @@
         parts.verdict.textContent = (event.verdict || data.outcome) + took;
         if (data.exit_code !== null && data.exit_code !== undefined) parts.verdict.title = "exit code " + data.exit_code;
       } else if (event.kind === "limit_learned") {
-        attemptsBox.appendChild(el("p", "learned", "Learned: this GPU holds " + fmt(data.max_model_len) + " tokens of this model" +
-          (data.kv_capacity_tokens ? " (KV cache: " + fmt(data.kv_capacity_tokens) + " tokens)" : "") + "."));
+        const kv = data.kv_capacity_tokens ? " (KV cache: " + fmt(data.kv_capacity_tokens) + " tokens)" : "";
+        // "fits" carries no number: the length asked for fitted, which says nothing about what is above it.
+        attemptsBox.appendChild(el("p", "learned", data.learned_from === "fits"
+          ? "The length asked for fits this GPU" + kv + "."
+          : "Learned: this GPU holds " + fmt(data.max_model_len) + " tokens of this model" + kv + "."));
       } else if (event.kind === "ready") {
         showResult("ok", "Serving at " + data.url + " with a context of " + fmt(data.max_model_len) + " tokens.");
       } else if (event.kind === "failed") {
