@@ -575,7 +575,6 @@ class Launch(models.Model):
     def _on_limit_learned(self, data: dict, when: datetime) -> None:
         learned, learned_from = data.get("max_model_len"), data.get("learned_from")
         if not learned or not learned_from or self.gpu_profile_id is None:
-            # "The wanted length fits" carries no number here; the ready event gives it.
             return
         DetectedLimit.objects.learn(self, int(learned), learned_from, data.get("kv_capacity_tokens"))
         Launch.objects.filter(pk=self.pk).update(
@@ -594,10 +593,6 @@ class Launch(models.Model):
         if not self.transition(self.Status.READY, **fields):
             # Stopped during the start: keep what it served with; the stop decides the end state.
             Launch.objects.filter(pk=self.pk).update(**fields)
-        fits = self.events.filter(kind="limit_learned", data__learned_from="fits").exists()
-        if fits and served and self.gpu_profile_id is not None:
-            DetectedLimit.objects.learn(self, int(served), "fits", data.get("kv_capacity_tokens"))
-            Launch.objects.filter(pk=self.pk).update(learned_limit=served)
 
     def _on_failed(self, data: dict, when: datetime) -> None:
         outcome = data.get("outcome") or "failed"

@@ -355,9 +355,14 @@ def run_launch(
                 if before_retry is not None:
                     before_retry()
                 continue
+            # For "fits" the event carries the served length: a floor for the site to keep.
             emit(
                 "limit_learned",
-                {"max_model_len": learned, "learned_from": learned_from, "kv_capacity_tokens": capacity},
+                {
+                    "max_model_len": learned if learned is not None else served,
+                    "learned_from": learned_from,
+                    "kv_capacity_tokens": capacity,
+                },
             )
             emit(
                 "ready",
