@@ -81,8 +81,10 @@ def test_model_max_length_in_the_config_overrides_other_keys(tmp_path: Path) -> 
     assert (facts.native_context, facts.max_len_key) == (131072, "model_max_length")
 
 
-def test_a_smaller_tokenizer_model_max_length_lowers_the_context(tmp_path: Path) -> None:
+def test_the_tokenizer_model_max_length_does_not_lower_a_generative_model(tmp_path: Path) -> None:
     config = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
         "num_hidden_layers": 2,
         "num_attention_heads": 4,
         "hidden_size": 256,
@@ -90,7 +92,24 @@ def test_a_smaller_tokenizer_model_max_length_lowers_the_context(tmp_path: Path)
     }
     (tmp_path / "config.json").write_text(json.dumps(config))
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 2048}))
-    assert read_model_facts(str(tmp_path)).native_context == 2048
+    assert read_model_facts(str(tmp_path)).native_context == 8192
+
+
+def test_the_tokenizer_model_max_length_lowers_a_pooling_model_with_absolute_positions(
+    tmp_path: Path,
+) -> None:
+    config = {
+        "architectures": ["BertModel"],
+        "model_type": "bert",
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "hidden_size": 256,
+        "max_position_embeddings": 8192,
+        "position_embedding_type": "absolute",
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 512}))
+    assert read_model_facts(str(tmp_path)).native_context == 512
 
 
 def test_yarn_in_the_config_multiplies_the_original_length(tmp_path: Path) -> None:
@@ -102,7 +121,7 @@ def test_yarn_in_the_config_multiplies_the_original_length(tmp_path: Path) -> No
         "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768},
     }
     (tmp_path / "config.json").write_text(json.dumps(config))
-    facts = read_model_facts(str(tmp_path))
+    facts = read_model_facts(str(tmp_path), vllm_version="0.29.0")
     assert facts.native_context == 131072
     assert facts.context_for_version("0.29.0") == 131072
     assert facts.context_for_version("0.30.0") == 40960
@@ -130,9 +149,16 @@ def test_malformed_json_is_reported_as_such(tmp_path: Path) -> None:
         read_model_facts(str(tmp_path))
 
 
-def test_a_config_without_any_length_key_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text(json.dumps({"num_hidden_layers": 2}))
-    with pytest.raises(ModelConfigError, match="names no context length"):
+def test_a_config_without_any_length_key_gets_the_2048_vllm_assumes(tmp_path: Path) -> None:
+    config = {"num_hidden_layers": 2, "num_attention_heads": 4, "hidden_size": 256}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    facts = read_model_facts(str(tmp_path))
+    assert (facts.native_context, facts.default_context) == (2048, 2048)
+
+
+def test_a_config_without_layers_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"max_position_embeddings": 4096}))
+    with pytest.raises(ModelConfigError, match="names no layers"):
         read_model_facts(str(tmp_path))
 
 
