@@ -15,8 +15,13 @@ Outcomes, and the choice made for automatic fitting:
 * ``context_too_long`` — the KV cache cannot hold the requested length; ``max_model_len`` is the
   length vLLM says fits (its estimate, the V0 token count, or an approximation from the GiB figures
   rounded down to 16 when vLLM printed no number), else None.
+* ``max_num_seqs_too_high`` — a hybrid (Mamba / linear-attention) model has fewer Mamba cache
+  blocks than ``max_num_seqs``; ``max_num_seqs`` is the number vLLM says fits. Not a context limit.
 * ``gpu_busy``, ``weights_do_not_fit``, ``length_above_model``, ``port_in_use``,
-  ``model_not_found``, ``crashed`` — failures that teach no context limit.
+  ``model_not_found``, ``crashed`` — failures that teach no context limit. A bind error that comes
+  after "Application startup complete." (uvicorn binds only then) still makes the start
+  ``port_in_use``: whatever answers on that port is not this server. vLLM 0.32.0's "Address already
+  in use. Retrying with a new port." (data-parallel set-up) is not a failure.
 * ``timeout`` and ``cancelled`` are never produced here; the launch policy uses them.
 
 ``python -m launches.vllm.logs FILE...`` prints one JSON verdict per file.
@@ -47,6 +52,7 @@ class Outcome(StrEnum):
     WEIGHTS_DO_NOT_FIT = "weights_do_not_fit"
     LENGTH_ABOVE_MODEL = "length_above_model"
     PORT_IN_USE = "port_in_use"
+    MAX_NUM_SEQS_TOO_HIGH = "max_num_seqs_too_high"
     MODEL_NOT_FOUND = "model_not_found"
     CRASHED = "crashed"
     TIMEOUT = "timeout"
@@ -60,6 +66,7 @@ class Verdict:
     requested_len: int | None = None
     kv_capacity_tokens: int | None = None
     max_concurrency: float | None = None
+    max_num_seqs: int | None = None
     vllm_version: str | None = None
     derived_max_model_len: int | None = None
     auto_fit_len: int | None = None
@@ -100,7 +107,10 @@ _V1_REFUSAL = re.compile(
     r"is needed, which is larger than the available KV cache memory \((-?[\d.]+) Gi?B\)"
 )
 _NO_MEMORY = re.compile(r"No available memory for the cache blocks|Cannot auto-fit max_model_len")
-_NEGATIVE_KV = re.compile(r"Available KV cache memory: -[\d.]+ GiB")
+_NEGATIVE_KV = re.compile(
+    r"Available KV cache memory: -[\d.]+ GiB|memory reserved for KV Cache is -[\d.]+ ?GiB"
+)
+_MAMBA_BLOCKS = re.compile(r"max_num_seqs \((\d+)\) exceeds available Mamba cache blocks \((\d+)\)")
 _GPU_BUSY = re.compile(
     r"Free memory on device(?: \S+)? \(([\d.]+)/([\d.]+) GiB\) on startup is less than "
     r"(?:desired GPU memory utilization|the engine's budget)"
@@ -115,10 +125,13 @@ _LENGTH_ABOVE = re.compile(
     r"User-specified max_model_len \((\d+)\) is greater than the derived max_model_len "
     r"\(([\w.]+)=([\d.]+) or model_max_length=(\w+) in model's config\.json\)"
 )
-_PORT = re.compile(r"Address already in use|\[Errno 98\]")
+_PORT = re.compile(r"[Aa]ddress already in use|\[Errno 98\]")
+_PORT_RETRY = re.compile(r"Retrying with a new port")
 _MODEL_NOT_FOUND = re.compile(
     r"RepositoryNotFoundError|is not a local folder and is not a valid model identifier"
     r"|No such file or directory.*config\.json|does not appear to have a file named config\.json"
+    r"|GatedRepoError|access a gated repo|Cannot access gated repo|401 Client Error"
+    r"|HFValidationError|Repo id must be in the form|Invalid repository ID or local directory specified"
 )
 _READY = re.compile(r"Application startup complete\.")
 _KV_TOKENS = re.compile(r"(?:[A-Z]+(?: \+ host)? )?KV cache size: ([\d,]+) tokens")
@@ -129,7 +142,11 @@ _MAX_SEQ_LEN = re.compile(r"\bmax_seq_len=(\d+)")
 _BLOCK_SIZE = re.compile(r"\bblock_size=(\d+)")
 _AUTO_REDUCED = re.compile(r"Auto-fit max_model_len: reduced from (\d+) to (\d+)")
 _AUTO_FULL = re.compile(r"Auto-fit max_model_len: full model context length (\d+) fits")
-_BANNER = re.compile(r"vLLM (?:API )?server version ([0-9][^\s,]*)")
+_BANNER = re.compile(
+    r"vLLM (?:API )?server version ([0-9][^\s,]*)"
+    # 0.15+ logo: "█ ▀▄▀ █  version 0.32.0"; and the V1 engine line "LLM engine (v0.32.0)".
+    r"|[█▀▄]\s+version ([0-9][^\s,]*)|LLM engine \(v([0-9][^\s,)]*)\)"
+)
 _SOURCE_LINE = re.compile(r"\braise \w+\(")
 _FATAL = re.compile(
     r"Engine core initialization failed|Engine process failed to start"
@@ -162,6 +179,12 @@ class LogWatcher:
         line = clean_line(raw)
         self.tail.append(line)
         self._learn(line)
+        if self.decided is not None and self.decided.outcome == Outcome.READY and self._port_failure(line):
+            # uvicorn reports "startup complete" before it binds: a bind error after it wins.
+            self._failure = self._port_failure(line)
+            self._ready_line = None
+            self.decided = self.verdict()
+            return self.decided
         if self.decided is not None:
             return None
         # A traceback's source line ("raise ValueError(\"No available ...") repeats the words of
@@ -182,8 +205,8 @@ class LogWatcher:
         return None
 
     def _learn(self, line: str) -> None:
-        if m := _BANNER.search(line):
-            self.vllm_version = m.group(1)
+        if (m := _BANNER.search(line)) and not self.vllm_version:
+            self.vllm_version = next(group for group in m.groups() if group)
         if m := _USING_LEN.search(line):
             self.using_len = int(m.group(1))
         if m := _MAX_SEQ_LEN.search(line):
@@ -194,6 +217,9 @@ class LogWatcher:
             self.kv_tokens = _n(m.group(1))
         if m := _BLOCKS.search(line):
             self.blocks = int(m.group(1))
+            if self.blocks == 0:
+                # V0: "# cuda blocks: 0" - the weights left nothing for the KV cache.
+                self.negative_kv = True
         if m := _CONCURRENCY.search(line):
             self.concurrency = (_n(m.group(1)), float(m.group(2)))
         if m := _AUTO_REDUCED.search(line):
@@ -203,7 +229,26 @@ class LogWatcher:
         if _NEGATIVE_KV.search(line):
             self.negative_kv = True
 
+    @staticmethod
+    def _port_failure(line: str) -> Verdict | None:
+        if not _PORT.search(line) or _PORT_RETRY.search(line):
+            return None
+        return Verdict(
+            Outcome.PORT_IN_USE,
+            message="The port is already in use by another process; choose another port",
+            decisive_line=line,
+        )
+
     def _failure_in(self, line: str) -> Verdict | None:
+        if m := _MAMBA_BLOCKS.search(line):
+            wanted, fits = int(m.group(1)), int(m.group(2))
+            return Verdict(
+                Outcome.MAX_NUM_SEQS_TOO_HIGH,
+                max_num_seqs=fits,
+                message=f"max_num_seqs {wanted:,} is more than the {fits:,} Mamba cache blocks this hybrid "
+                f"model has room for; restarting with --max-num-seqs {fits:,}",
+                decisive_line=line,
+            )
         if m := _V1_REFUSAL.search(line):
             requested, needed, available = int(m.group(1)), float(m.group(2)), float(m.group(3))
             if e := _ESTIMATE.search(line):
@@ -268,12 +313,8 @@ class LogWatcher:
                 "use more GPUs, or raise gpu_memory_utilization",
                 decisive_line=line,
             )
-        if _PORT.search(line):
-            return Verdict(
-                Outcome.PORT_IN_USE,
-                message="The port is already in use by another process; choose another port",
-                decisive_line=line,
-            )
+        if port := self._port_failure(line):
+            return port
         if _MODEL_NOT_FOUND.search(line):
             return Verdict(
                 Outcome.MODEL_NOT_FOUND,
@@ -310,7 +351,8 @@ class LogWatcher:
                 values["kv_capacity_tokens"] = self.capacity()
             return Verdict(**values)
         auto_len = self.auto_reduced[1] if self.auto_reduced else None
-        configured = auto_len or self.auto_full or self.using_len or self.requested_len
+        per_request = self.concurrency[0] if self.concurrency else None
+        configured = auto_len or self.auto_full or self.using_len or self.requested_len or per_request
         if self._ready_line is not None:
             capacity = self.capacity()
             text = f"Ready with a context of {_fmt(configured)} tokens" if configured else "Ready"

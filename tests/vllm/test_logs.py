@@ -125,6 +125,25 @@ def test_the_0_7_gb_wording_is_read_like_gib() -> None:
             Outcome.MODEL_NOT_FOUND,
         ),
         ("OSError: /m does not appear to have a file named config.json.", Outcome.MODEL_NOT_FOUND),
+        ("OSError: You are trying to access a gated repo.", Outcome.MODEL_NOT_FOUND),
+        (
+            "huggingface_hub.errors.HFValidationError: Repo id must be in the form 'repo_name' or "
+            "'namespace/repo_name': '/models/x'. Use `repo_type` argument if needed.",
+            Outcome.MODEL_NOT_FOUND,
+        ),
+        (
+            "ValueError: Invalid repository ID or local directory specified: '/models/x'.",
+            Outcome.MODEL_NOT_FOUND,
+        ),
+        (
+            "INFO 05-01 10:00:00 [worker.py:267] Memory profiling takes 4.1 seconds; the rest of the memory "
+            "reserved for KV Cache is -1.23GiB.",
+            Outcome.WEIGHTS_DO_NOT_FIT,
+        ),
+        (
+            "INFO 05-01 10:00:00 [executor_base.py:111] # cuda blocks: 0, # CPU blocks: 2048",
+            Outcome.WEIGHTS_DO_NOT_FIT,
+        ),
         (
             "RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}",
             Outcome.CRASHED,
@@ -204,3 +223,53 @@ def test_a_log_that_ends_without_any_known_line_is_a_crash_with_its_exit_code() 
     verdict = classify(["something odd"], exit_code=3)
     assert verdict.outcome == Outcome.CRASHED
     assert "code 3" in verdict.message
+
+
+def test_a_bind_error_after_startup_complete_wins_over_ready() -> None:
+    watcher = LogWatcher()
+    assert watcher.feed("INFO:     Application startup complete.").outcome == Outcome.READY
+    verdict = watcher.feed(
+        "ERROR:    [Errno 98] error while attempting to bind on address ('0.0.0.0', 8080): address already in use"
+    )
+    assert verdict is not None and verdict.outcome == Outcome.PORT_IN_USE
+    assert watcher.verdict().outcome == Outcome.PORT_IN_USE
+
+
+def test_retrying_with_a_new_port_does_not_end_a_start() -> None:
+    verdict = classify(
+        [
+            "(EngineCore pid=3) WARNING 11-27 09:52:44 [utils.py:42] Address already in use. Retrying with a new port.",
+            "(APIServer pid=2) INFO:     Application startup complete.",
+        ]
+    )
+    assert verdict.outcome == Outcome.READY
+
+
+def test_the_version_is_read_from_the_0_15_logo() -> None:
+    line = "(APIServer pid=9) INFO 11-27 09:52:32 [api_utils.py:347]  \u2584\u2584 \u2584\u2588 \u2588  version 0.32.0"
+    assert classify([line]).vllm_version == "0.32.0"
+
+
+def test_a_mamba_cache_refusal_names_the_max_num_seqs_that_fits() -> None:
+    verdict = classify(
+        ["ValueError: max_num_seqs (1024) exceeds available Mamba cache blocks (969)."], exit_code=1
+    )
+    assert (verdict.outcome, verdict.max_num_seqs, verdict.max_model_len) == (
+        Outcome.MAX_NUM_SEQS_TOO_HIGH,
+        969,
+        None,
+    )
+
+
+def test_a_hybrid_model_that_serves_above_its_logged_kv_capacity_is_ready_at_its_length() -> None:
+    verdict = classify((CORPUS_DIR / "issue-28228-v0.11.x.txt").read_text().splitlines()[1:])
+    assert (verdict.outcome, verdict.max_model_len, verdict.kv_capacity_tokens) == (
+        Outcome.READY,
+        120000,
+        75840,
+    )
+
+
+def test_real_0_32_logs_carry_their_version() -> None:
+    verdict = classify((CORPUS_DIR / "real-cpu-0.32.0-ready-1gib.txt").read_text().splitlines()[1:])
+    assert verdict.vllm_version == "0.32.0"
