@@ -1,7 +1,10 @@
 """The memory fingerprint: the launch options that change how many tokens fit in the KV cache.
 
 Plain Python, no Django: the GPU worker and the site compute the same key. YaRN is deliberately not
-part of it: it changes positions, not the KV cache's size.
+part of it: it changes positions, not the KV cache's size. Extra vLLM arguments are part of it unless
+they are memory-neutral (``launches.vllm.flags.MEMORY_NEUTRAL_FLAGS``): ``--max-num-seqs``,
+``--block-size``, ``--kv-cache-memory``, ``--cpu-offload-gb``, compilation options and the like change
+how many tokens fit, so a limit learned with them must not be applied without them.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
+
+from launches.vllm.flags import memory_relevant_args
 
 FINGERPRINT_FIELDS = (
     "gpu_memory_utilization",
@@ -40,10 +45,14 @@ def memory_fingerprint(options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]
 
     Every field of FINGERPRINT_FIELDS must be present in ``options`` (None is a value); a missing one
     is a programming error, not a default, because a silently different key would hide a limit.
+    ``options["extra_args"]`` (an argv list, optional) adds its memory-relevant part; without any,
+    the key is the one computed before extra arguments counted, so limits learned then still apply.
     """
     missing = [name for name in FINGERPRINT_FIELDS if name not in options]
     if missing:
         raise KeyError(f"memory fingerprint needs {', '.join(missing)}")
     fields = {name: _normalise(name, options[name]) for name in FINGERPRINT_FIELDS}
+    if extra := memory_relevant_args(options.get("extra_args") or ()):
+        fields["extra_args"] = extra
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
     return digest, fields

@@ -226,6 +226,8 @@ class LaunchConfig(models.Model):
             "tensor_parallel_size": self.tensor_parallel_size,
             "max_num_batched_tokens": self.max_num_batched_tokens,
             "enforce_eager": self.enforce_eager,
+            # Only the memory-relevant part counts (gpus.fingerprint).
+            "extra_args": self.extra_args_list,
         }
 
     def snapshot(self) -> dict:

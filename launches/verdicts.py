@@ -15,6 +15,7 @@ OUTCOME_LABELS: dict[str, str] = {
     "weights_do_not_fit": "Weights do not fit",
     "length_above_model": "Length above the model's maximum",
     "port_in_use": "Port in use",
+    "max_num_seqs_too_high": "Too many sequences for the Mamba cache",
     "model_not_found": "Model not found",
     "crashed": "Crashed",
     "timeout": "Timed out",
@@ -60,6 +61,11 @@ def describe_attempt(
         return f"{asked.capitalize()} is above what the model allows; enable YaRN or lower the cap{restart}"
     if outcome == "port_in_use":
         return "The port is already in use on the host; choose another port in the config."
+    if outcome == "max_num_seqs_too_high":
+        return (
+            "This hybrid model's Mamba cache holds fewer sequences than max_num_seqs; "
+            f"restarting with the number vLLM named{restart}. This is not a context limit."
+        )
     if outcome == "model_not_found":
         return "vLLM could not find the model; check its repo id, revision or local path."
     if outcome == "timeout":

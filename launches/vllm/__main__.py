@@ -1,4 +1,10 @@
-"""Command line: ``python -m launches.vllm run --model M ...`` starts vLLM with the launch policy."""
+"""Command line for the launcher without the site.
+
+``python -m launches.vllm run --model M ...`` starts vLLM with the launch policy;
+``python -m launches.vllm facts MODEL [--revision R] [--vllm-version V] [--json]`` prints what vLLM
+derives from the model's config.json (lengths, layers, KV heads, head size, dtype, attention kind,
+KV bytes per token).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ import tempfile
 from typing import Any
 
 from launches.vllm.argv import ServeOptions
+from launches.vllm.flags import ExtraArgsError, parse_extra_args
+from launches.vllm.modelinfo import NEWEST_RULES, ModelConfigError, read_model_facts
 from launches.vllm.policy import LaunchRequest, run_launch
 
 
@@ -44,14 +52,60 @@ def _parser() -> argparse.ArgumentParser:
         help="where each attempt's output goes (default: a new temporary folder, unless --detect-only)",
     )
     run.add_argument("extra", nargs=argparse.REMAINDER)
+    facts = sub.add_parser("facts", help="print what vLLM derives from a model's config.json")
+    facts.add_argument("model", help="Hugging Face repo id or a local model folder")
+    facts.add_argument("--revision")
+    facts.add_argument(
+        "--vllm-version", default=NEWEST_RULES, help=f"whose rules to apply (default {NEWEST_RULES})"
+    )
+    facts.add_argument("--json", action="store_true")
     return parser
+
+
+FACT_LABELS = (
+    ("native_context", "native_context (longest vLLM accepts)"),
+    ("default_context", "default_context (vLLM's start without a length)"),
+    ("max_len_key", "length key"),
+    ("num_layers", "layers"),
+    ("num_kv_heads", "KV heads"),
+    ("head_dim", "head dim"),
+    ("dtype", "dtype"),
+    ("attention_kind", "attention kind"),
+    ("kv_bytes_per_token", "KV bytes per token"),
+)
+
+
+def facts_command(args: argparse.Namespace) -> int:
+    try:
+        facts = read_model_facts(args.model, args.revision, vllm_version=args.vllm_version)
+    except ModelConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    summary = facts.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{args.model} (vLLM {args.vllm_version} rules, read with {summary['read_with']})")
+    for key, label in FACT_LABELS:
+        value = summary[key]
+        shown = f"{value:,}" if isinstance(value, int) else str(value)
+        print(f"  {label}: {shown}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "facts":
+        return facts_command(args)
     extra = list(args.extra)
     if extra[:1] == ["--"]:
         extra = extra[1:]
+    try:
+        # Refused before anything starts (not even the version query).
+        parse_extra_args(shlex.join(extra))
+    except ExtraArgsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     log_dir = args.log_dir
     if log_dir is None and not args.detect_only:
         # The server is left running after this command exits: its output must go to files, not

@@ -71,3 +71,66 @@ def test_a_launch_that_fails_exits_non_zero_and_says_why(tmp_path):
     assert done.returncode == 1
     assert "\nattempt 1: weights_do_not_fit" in done.stdout
     assert "failed: The model's weights do not fit in GPU memory" in done.stdout
+
+
+CONFIG_DIR = ROOT / "tests" / "data" / "model-configs"
+# file -> (native_context, default_context) that vLLM 0.32.0 derives (see that folder's README).
+SHARED_CONFIGS = {
+    "gemma-3-12b-it.json": (131072, 131072),
+    "llava-1.5-7b-hf.json": (4096, 4096),
+    "Phi-3.5-mini-instruct.json": (131072, 4096),
+}
+
+
+def _facts(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "launches.vllm", "facts", str(folder), *args]
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_the_facts_command_prints_vllm_0_32_numbers_for_each_shared_config(tmp_path):
+    for name, (native, default) in SHARED_CONFIGS.items():
+        folder = tmp_path / name.removesuffix(".json")
+        folder.mkdir()
+        (folder / "config.json").write_text((CONFIG_DIR / name).read_text())
+        data = json.loads(_facts(folder, "--json").stdout)
+        assert (data["native_context"], data["default_context"]) == (native, default), name
+        assert {
+            "num_layers",
+            "num_kv_heads",
+            "head_dim",
+            "dtype",
+            "attention_kind",
+            "kv_bytes_per_token",
+        } <= set(data)
+        text = _facts(folder).stdout
+        assert f"native_context (longest vLLM accepts): {native:,}" in text
+
+
+def test_the_facts_command_applies_an_older_versions_rules(tmp_path):
+    config = json.loads((DEMO_MODEL / "config.json").read_text())
+    config["rope_scaling"] = {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 40960}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert (
+        json.loads(_facts(tmp_path, "--json", "--vllm-version", "0.11.0").stdout)["native_context"] == 81920
+    )
+    assert json.loads(_facts(tmp_path, "--json").stdout)["native_context"] == 40960
+
+
+def test_the_run_command_refuses_each_bypass_spelling_before_starting_anything(tmp_path):
+    marker = tmp_path / "started"
+    fake = tmp_path / "fake-vllm"
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    fake.chmod(0o755)
+    for spelling in (
+        ["--gpu-memory", "0.6"],
+        ["--max-model", "1024"],
+        ["--por", "1"],
+        ["--max_model_len=1024"],
+        ["--hf-overrides.max_position_embeddings", "262144"],
+    ):
+        argv = [sys.executable, "-m", "launches.vllm", "run", "--model", str(DEMO_MODEL)]
+        argv += ["--vllm-command", f"{fake} serve", "--", *spelling]
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, spelling
+        assert "managed by the launcher" in done.stderr
+        assert not marker.exists(), spelling

@@ -229,7 +229,8 @@ def test_a_bind_error_after_startup_complete_wins_over_ready() -> None:
     watcher = LogWatcher()
     assert watcher.feed("INFO:     Application startup complete.").outcome == Outcome.READY
     verdict = watcher.feed(
-        "ERROR:    [Errno 98] error while attempting to bind on address ('0.0.0.0', 8080): address already in use"
+        "ERROR:    [Errno 98] error while attempting to bind on address ('0.0.0.0', 8080): "
+        "address already in use"
     )
     assert verdict is not None and verdict.outcome == Outcome.PORT_IN_USE
     assert watcher.verdict().outcome == Outcome.PORT_IN_USE
@@ -238,7 +239,8 @@ def test_a_bind_error_after_startup_complete_wins_over_ready() -> None:
 def test_retrying_with_a_new_port_does_not_end_a_start() -> None:
     verdict = classify(
         [
-            "(EngineCore pid=3) WARNING 11-27 09:52:44 [utils.py:42] Address already in use. Retrying with a new port.",
+            "(EngineCore pid=3) WARNING 11-27 09:52:44 [utils.py:42] "
+            "Address already in use. Retrying with a new port.",
             "(APIServer pid=2) INFO:     Application startup complete.",
         ]
     )
@@ -246,7 +248,8 @@ def test_retrying_with_a_new_port_does_not_end_a_start() -> None:
 
 
 def test_the_version_is_read_from_the_0_15_logo() -> None:
-    line = "(APIServer pid=9) INFO 11-27 09:52:32 [api_utils.py:347]  \u2584\u2584 \u2584\u2588 \u2588  version 0.32.0"
+    logo = "\u2584\u2584 \u2584\u2588 \u2588"
+    line = f"(APIServer pid=9) INFO 11-27 09:52:32 [api_utils.py:347]  {logo}  version 0.32.0"
     assert classify([line]).vllm_version == "0.32.0"
 
 
