@@ -78,15 +78,29 @@ class GpuAdmin(ReadOnlyAdmin):
 
 @admin.register(ModelSpec)
 class ModelSpecAdmin(admin.ModelAdmin):
-    list_display = ("source", "revision", "native_context", "num_layers", "num_kv_heads", "head_dim", "dtype")
+    list_display = (
+        "source",
+        "revision",
+        "native_context",
+        "default_context",
+        "attention_kind",
+        "num_layers",
+        "num_kv_heads",
+        "head_dim",
+        "dtype",
+    )
     search_fields = ("source",)
     readonly_fields = (
         "native_context",
+        "default_context",
         "max_len_key",
         "num_layers",
         "num_kv_heads",
         "head_dim",
         "dtype",
+        "attention_kind",
+        "kv_bytes_per_token",
+        "facts_vllm_version",
         "rope_scaling",
         "facts_read_at",
         "facts_error",

@@ -213,8 +213,24 @@ class ModelSpec(models.Model):
         max_length=500, help_text="Hugging Face repo id (org/name) or a local directory on the GPU hosts."
     )
     revision = models.CharField(max_length=200, blank=True, help_text="Branch, tag or commit; empty = main.")
-    native_context = models.PositiveIntegerField(null=True, blank=True)
+    native_context = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The longest length vLLM accepts for this model (tokens)."
+    )
+    default_context = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The length vLLM starts at without --max-model-len (tokens)."
+    )
     max_len_key = models.CharField(max_length=100, blank=True)
+    attention_kind = models.CharField(
+        max_length=20, blank=True, help_text="full, sliding, mla, hybrid (Mamba / linear attention) or mamba."
+    )
+    kv_bytes_per_token = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="KV cache bytes one token takes across all layers, in the model's dtype.",
+    )
+    facts_vllm_version = models.CharField(
+        max_length=40, blank=True, help_text="The vLLM version whose rules derived the lengths."
+    )
     num_layers = models.PositiveIntegerField(null=True, blank=True)
     num_kv_heads = models.PositiveIntegerField(null=True, blank=True)
     head_dim = models.PositiveIntegerField(null=True, blank=True)
@@ -235,7 +251,11 @@ class ModelSpec(models.Model):
     def apply_facts(self, facts: dict[str, Any]) -> None:
         """Store facts read from config.json (by the control worker or a GPU host)."""
         self.native_context = facts.get("native_context")
+        self.default_context = facts.get("default_context")
         self.max_len_key = facts.get("max_len_key") or ""
+        self.attention_kind = facts.get("attention_kind") or ""
+        self.kv_bytes_per_token = facts.get("kv_bytes_per_token")
+        self.facts_vllm_version = facts.get("rules_version") or ""
         self.num_layers = facts.get("num_layers")
         self.num_kv_heads = facts.get("num_kv_heads")
         self.head_dim = facts.get("head_dim")
