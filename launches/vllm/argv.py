@@ -40,6 +40,8 @@ class ServeOptions:
     max_num_batched_tokens: int | None = None
     enforce_eager: bool = False
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    # Learned for hybrid models from vLLM's Mamba-cache refusal; after the extra args, so it wins.
+    max_num_seqs: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -163,6 +165,8 @@ def build_argv(
     if yarn is not None:
         argv += yarn_args(yarn, vllm_version)
     argv += checked_extra_args(options.extra_args)
+    if options.max_num_seqs:
+        argv += ["--max-num-seqs", str(int(options.max_num_seqs))]
     return argv
 
 

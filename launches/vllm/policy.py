@@ -12,6 +12,19 @@ on a successful start is reported but never taken as a limit: it is not always a
 The site keeps it as a ceiling hint: a later start without a known limit on a vLLM without auto-fit
 begins at the hint instead of the wanted length, and a refusal there still corrects it.
 
+``--max-model-len auto`` is used only where it can reach the wanted length: vLLM's auto-fit starts
+at its default length, which for LongRoPE models is ``original_max_position_embeddings`` (4,096 for
+Phi-3.5, which accepts 131,072), and with YaRN on 0.30+ the override raises the length above that
+start. Above the default the launcher asks for the wanted length explicitly and a refusal corrects it.
+
+A ready verdict needs our own server: the port must be free before the start (else
+``port_in_use`` without starting anything), and the process answering ``/health`` must belong to
+the started process group; a bind error printed after "startup complete" wins over it.
+
+``max_num_seqs_too_high`` (a hybrid model's Mamba cache holds fewer sequences than
+``--max-num-seqs``) restarts with the number vLLM printed; it is reported as ``max_num_seqs`` in
+``limit_learned`` and the result, so the site can start there next time.
+
 ``length_above_model`` (the length is above what the model's config allows) retries once at the
 model's own length when no YaRN was asked, because that is a configuration ceiling, not a hardware
 one; with YaRN it fails, since the overrides should have raised the ceiling and silently dropping
@@ -25,7 +38,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from launches.vllm.argv import ArgvError, ServeOptions, YarnSetting, build_argv, build_env
@@ -34,6 +47,8 @@ from launches.vllm.modelinfo import ModelConfigError, read_model_facts
 from launches.vllm.process import (
     ProcessStartError,
     VllmProcess,
+    port_in_use,
+    port_owned_by_group,
     probe_health,
     read_served_max_model_len,
 )
@@ -56,7 +71,11 @@ class LaunchRequest:
     base_command: list[str] = field(default_factory=lambda: ["vllm", "serve"])
     vllm_version: str | None = None
     native_context: int | None = None
+    # What vLLM starts at without a length (LongRoPE: below native_context); None = native_context.
+    default_context: int | None = None
     known_limit: int | None = None
+    # A --max-num-seqs learned before for a hybrid model (None: vLLM's own default).
+    max_num_seqs: int | None = None
     ceiling_hint: int | None = None
     yarn_factor: float = 1.0
     context_cap: int | None = None
@@ -122,6 +141,7 @@ class LaunchResult:
     vllm_version: str | None = None
     native_context: int | None = None
     wanted_len: int | None = None
+    max_num_seqs: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k not in ("process", "attempts")}
@@ -169,7 +189,15 @@ class _Attempt:
                 break
         self.flush()
 
-    def watch(self, url: str, deadline: float, cancel: threading.Event | None) -> tuple[Verdict, str | None]:
+    def _ours_answers(self, url: str, port: int) -> bool:
+        """/health answers and the listening socket belongs to this start's process group."""
+        if self.process.poll() is not None or not probe_health(url, timeout=1.0):
+            return False
+        return port_owned_by_group(port, self.process.pgid) is not False
+
+    def watch(
+        self, url: str, port: int, deadline: float, cancel: threading.Event | None
+    ) -> tuple[Verdict, str | None]:
         """Return the verdict and, for a ready server, None; else the policy outcome to report."""
         decided: Verdict | None = None
         while True:
@@ -188,7 +216,7 @@ class _Attempt:
                 self.flush()
             if decided is not None and decided.outcome != Outcome.READY:
                 return decided, None
-            if decided is not None and probe_health(url, timeout=1.0):
+            if decided is not None and line is None and self._ours_answers(url, port):
                 return decided, None
             if line is None and self.process.poll() is not None:
                 self.process.wait(2.0)
@@ -220,25 +248,31 @@ def run_launch(
         except VllmVersionError as exc:
             return fail("failed", str(exc))
     native = request.native_context
+    default = request.default_context
     theta = request.rope_theta
     if native is None:
         try:
             facts = read_model_facts(options.model, options.revision, token=request.extra_env.get("HF_TOKEN"))
         except ModelConfigError as exc:
             return fail("failed", str(exc), vllm_version=version)
-        native = facts.context_for_version(version)
+        native, default = facts.lengths_for_version(version)
         theta = theta if theta is not None else facts.rope_theta
+    default = default or native
     factor = request.yarn_factor or 1.0
     wanted = int(native * factor)
     if request.context_cap:
         wanted = min(wanted, int(request.context_cap))
     yarn = YarnSetting(factor, native, theta) if factor != 1.0 else None
     common: dict[str, Any] = {"vllm_version": version, "native_context": native, "wanted_len": wanted}
+    max_num_seqs = request.max_num_seqs
+    if max_num_seqs:
+        options = replace(options, max_num_seqs=int(max_num_seqs))
 
     requested: int | str
     if request.known_limit:
         requested = min(wanted, int(request.known_limit))
-    elif supports_auto_max_model_len(version):
+    elif supports_auto_max_model_len(version) and yarn is None and wanted <= default:
+        # Auto-fit starts at vLLM's default length: only there can it reach the wanted one.
         requested = "auto"
     elif request.ceiling_hint:
         requested = min(wanted, round_down(int(request.ceiling_hint)))
@@ -267,12 +301,44 @@ def run_launch(
                 request.log_dir, f"launch-{request.launch_id or int(started)}-attempt-{number}.log"
             )
         emit("attempt_started", {"attempt": number, "requested_len": requested, "argv": argv})
+        if port_in_use(options.host, options.port):
+            # Something else answers there: whatever it says, it is not the server we would start.
+            now = time.time()
+            message = (
+                f"Port {options.port} on {options.host} is already in use by another process; "
+                "choose another port"
+            )
+            attempts.append(
+                AttemptResult(
+                    number,
+                    requested,
+                    argv,
+                    str(Outcome.PORT_IN_USE),
+                    started_at=now,
+                    ended_at=now,
+                    message=message,
+                )
+            )
+            emit(
+                "attempt_finished",
+                {
+                    "attempt": number,
+                    "outcome": str(Outcome.PORT_IN_USE),
+                    "parsed_len": None,
+                    "exit_code": None,
+                    "message": message,
+                    "log_tail": [],
+                    "started_at": now,
+                    "ended_at": now,
+                },
+            )
+            return fail("failed", message, attempts=attempts, **common)
         try:
             attempt = _Attempt(number, argv, env, log_path, emit)
         except ProcessStartError as exc:
             return fail("failed", str(exc), attempts=attempts, **common)
         deadline = time.monotonic() + request.ready_timeout
-        verdict, policy_outcome = attempt.watch(url, deadline, cancel)
+        verdict, policy_outcome = attempt.watch(url, options.port, deadline, cancel)
         process = attempt.process
         ready = policy_outcome is None and verdict.outcome == Outcome.READY
         if ready:
@@ -362,6 +428,8 @@ def run_launch(
                     "max_model_len": learned if learned is not None else served,
                     "learned_from": learned_from,
                     "kv_capacity_tokens": capacity,
+                    # Only a hybrid model's learned sequence count travels.
+                    **({"max_num_seqs": max_num_seqs} if max_num_seqs else {}),
                 },
             )
             emit(
@@ -388,9 +456,10 @@ def run_launch(
                 pid=process.pid,
                 pgid=process.pgid,
                 process=None if request.detect_only else process,
+                max_num_seqs=max_num_seqs,
                 **common,
             )
-        next_len: int | None = None
+        next_len: int | str | None = None
         if verdict.outcome in (Outcome.CONTEXT_TOO_LONG, Outcome.AUTO_FIT) and verdict.max_model_len:
             next_len = round_down(verdict.max_model_len)
             current = requested if isinstance(requested, int) else wanted
@@ -414,6 +483,15 @@ def run_launch(
             and verdict.derived_max_model_len < requested
         ):
             next_len = verdict.derived_max_model_len
+        elif (
+            verdict.outcome == Outcome.MAX_NUM_SEQS_TOO_HIGH
+            and verdict.max_num_seqs
+            and verdict.max_num_seqs != max_num_seqs
+        ):
+            # Not a context limit: the same length again, with the sequences vLLM says fit.
+            max_num_seqs = verdict.max_num_seqs
+            options = replace(options, max_num_seqs=max_num_seqs)
+            next_len = requested
         if next_len is None or last:
             reason = message
             if verdict.outcome == Outcome.CONTEXT_TOO_LONG and next_len is None:

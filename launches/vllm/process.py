@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import os
 import signal
+import socket
 import struct
 import subprocess
 import termios
@@ -446,3 +447,55 @@ def read_served_max_model_len(url: str, timeout: float = 5.0) -> int | None:
     except (requests.RequestException, ValueError, KeyError, IndexError, TypeError, AttributeError):
         return None
     return int(value) if isinstance(value, int) else None
+
+
+def port_in_use(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when something already accepts connections on ``host:port`` (``0.0.0.0`` is asked
+    on the loopback address)."""
+    address = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host  # noqa: S104 - a wildcard bind is asked locally
+    try:
+        with socket.create_connection((address, int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as handle:
+                rows = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            # local_address is HEX_IP:HEX_PORT; state 0A is LISTEN.
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def port_owned_by_group(port: int, pgid: int) -> bool | None:
+    """Whether the socket listening on ``port`` belongs to a process of group ``pgid``.
+
+    None when this cannot be told (no ``/proc``, or the listener's owner is not visible to us):
+    the caller then relies on the port having been free before the start.
+    """
+    inodes = _listening_inodes(int(port))
+    if not inodes:
+        return None if not os.path.isdir("/proc/net") else False
+    targets = {f"socket:[{inode}]" for inode in inodes}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry)) != pgid:
+                continue
+            fd_dir = f"/proc/{entry}/fd"
+            for fd in os.listdir(fd_dir):
+                if os.readlink(os.path.join(fd_dir, fd)) in targets:
+                    return True
+        except OSError:
+            continue
+    return False
