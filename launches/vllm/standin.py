@@ -10,7 +10,12 @@ AIFRED_STANDIN_GPU_FREE_MIB (= total), AIFRED_STANDIN_GPU_NAME, AIFRED_STANDIN_W
 (default: estimated from the config), AIFRED_STANDIN_LOAD_SECONDS (1.0),
 AIFRED_STANDIN_TEARDOWN_SECONDS (3), AIFRED_STANDIN_CRASH, AIFRED_STANDIN_HANG,
 AIFRED_STANDIN_STATS_SECONDS (10; 0 = never): how often a ready server logs its throughput line, as
-vLLM's stat logger does, so that a server whose output nobody reads any more is noticed.
+vLLM's stat logger does, so that a server whose output nobody reads any more is noticed;
+AIFRED_STANDIN_MAMBA_BLOCKS: play a hybrid model with that many Mamba cache blocks (a larger
+``--max-num-seqs``, default 1024, is refused with vLLM's words).
+
+The model is read on its own here (Transformers' ``AutoConfig`` and vLLM's rules written down
+in ``StandinModel``), never through the launcher's reader, so that tests comparing the two can fail.
 """
 
 from __future__ import annotations
@@ -24,11 +29,10 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 from typing import Any
 
 from packaging.version import Version
-
-from launches.vllm.modelinfo import ModelConfigError, facts_from_config
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -76,6 +80,84 @@ _EF_LINES = {  # "EngineCore failed to start." core.py line by version
     "0.32.0": 1510,
     "0.33.0": 1584,
 }
+
+
+_LENGTH_KEYS = (  # vLLM 0.32.0 transformers_utils/model_arch_config_convertor.py, in its order
+    "max_position_embeddings",
+    "n_positions",
+    "max_seq_len",
+    "seq_length",
+    "model_max_length",
+    "max_target_positions",
+    "max_sequence_length",
+    "max_seq_length",
+    "seq_len",
+)
+_DTYPE_SIZE = {"float32": 4, "float": 4, "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
+
+
+class StandinModel:
+    """The numbers the simulated vLLM needs of a model, read the way vLLM reads them.
+
+    Transformers' ``AutoConfig`` builds the config (class defaults and attribute maps), the text part
+    of a multimodal config is used, and vLLM's length rules are applied as vLLM 0.32.0's
+    ``vllm/config/model.py`` (``_get_and_verify_max_len``) and 0.29's (YaRN multiplied) state them.
+    """
+
+    def __init__(self, config: dict[str, Any], version: Version) -> None:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        try:
+            from transformers import AutoConfig
+
+            text = AutoConfig.for_model(**config).get_text_config()
+        except Exception:  # an architecture Transformers does not know: the raw file
+            part = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+            text = SimpleNamespace(**part)
+        self.text = text
+        values = [(getattr(text, key, None), key) for key in _LENGTH_KEYS]
+        present = [(value, key) for value, key in values if value is not None]
+        length, self.key = (
+            min(present, key=lambda pair: pair[0]) if present else (2048, "max_position_embeddings")
+        )
+        if getattr(text, "model_max_length", None):
+            length, self.key = text.model_max_length, "model_max_length"
+        rope = getattr(text, "rope_parameters", None) or getattr(text, "rope_scaling", None) or {}
+        layers_rope = list(rope.values()) if all(isinstance(x, dict) for x in rope.values()) else [rope]
+        layers_rope = [entry for entry in layers_rope if entry]
+        kinds = [entry.get("rope_type") or entry.get("type") for entry in layers_rope]
+        before_0_30 = version < Version("0.30.0")
+        keep = {"su", "longrope", "llama3"} if before_0_30 else {"su", "longrope", "llama3", "yarn"}
+        if "gemma3" not in str(getattr(text, "model_type", "")):
+            scale = 1.0
+            for kind, entry in zip(kinds, layers_rope, strict=True):
+                if kind in keep or entry.get("factor") is None:
+                    continue
+                scale = entry["factor"]
+                if kind == "yarn" and before_0_30:
+                    length = entry.get("original_max_position_embeddings", length)
+            length = length * scale
+        self.derived = int(length)
+        original = getattr(text, "original_max_position_embeddings", None)
+        longrope = any(kind in ("longrope", "su") for kind in kinds)
+        self.default = int(original) if longrope and original else self.derived
+        heads = getattr(text, "num_attention_heads", None) or 1
+        self.hidden = getattr(text, "hidden_size", None) or 0
+        self.layers = getattr(text, "num_hidden_layers", None) or 0
+        self.kv_heads = getattr(text, "num_key_value_heads", None) or heads
+        self.head_size = getattr(text, "head_dim", None) or self.hidden // heads
+        self.heads = heads
+        self.dtype = str(getattr(text, "dtype", None) or config.get("torch_dtype") or "bfloat16")
+
+    def kv_bytes_per_token(self, kv_cache_dtype: str) -> int:
+        name = self.dtype if kv_cache_dtype in (None, "auto") else kv_cache_dtype
+        size = _DTYPE_SIZE.get(name.removeprefix("torch."), 2)
+        return self.layers * 2 * self.kv_heads * self.head_size * size
+
+    def estimated_parameters(self) -> int:
+        inner = getattr(self.text, "intermediate_size", None) or 4 * self.hidden
+        vocab = getattr(self.text, "vocab_size", None) or 32000
+        attention = 2 * self.hidden * self.head_size * (self.heads + self.kv_heads)
+        return self.layers * (attention + 3 * self.hidden * inner) + 2 * vocab * self.hidden
 
 
 def _line_for(table: dict[str, int], version: Version) -> int:
@@ -153,6 +235,7 @@ def build_parser(version: Version, serve_form: bool) -> argparse.ArgumentParser:
     parser.add_argument("--served-model-name", default=None)
     parser.add_argument("--revision", default=None)
     parser.add_argument("--block-size", type=int, default=BLOCK)
+    parser.add_argument("--max-num-seqs", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
     if Version("0.4.3") <= version < Version("0.11.1"):
         parser.add_argument("--rope-scaling", type=json.loads, default=None)
@@ -205,7 +288,7 @@ class Standin:
         self.front.log("INFO", "api_server.py:1839", banner)
         try:
             config = _load_config(self.model, self.args.revision)
-        except (OSError, ValueError, ModelConfigError):
+        except (OSError, ValueError):
             self.front.raw(
                 "Traceback (most recent call last):\n"
                 '  File "vllm/transformers_utils/config.py", line 290, in get_config\n'
@@ -221,13 +304,15 @@ class Standin:
         config.update(overrides)
         if v >= Version("0.12.0") and "rope_parameters" in config and "rope_scaling" in config:
             config.pop("rope_scaling")
-        facts = facts_from_config(config, model=self.model)
-        derived = facts.context_for_version(str(v))
+        facts = StandinModel(config, v)
+        derived = facts.derived
         requested = self.args.max_model_len
         if requested is not None and requested != -1 and requested > derived:
-            self._length_above_model(requested, facts.max_len_key, derived, config)
+            self._length_above_model(requested, facts.key, derived, config)
             return 1
-        length = derived if requested in (None, -1) else requested
+        # Without a length (and where auto-fit starts) vLLM uses its default: for LongRoPE that is
+        # original_max_position_embeddings, below the length it accepts.
+        length = facts.default if requested in (None, -1) else requested
         if v >= Version("0.9.2"):
             self.front.log("INFO", "model.py:1750", f"Using max model len {length}")
         sock = None
@@ -459,6 +544,15 @@ class Standin:
             )
             return 1
         time.sleep(self.load_seconds / 2)
+        mamba_blocks = os.environ.get("AIFRED_STANDIN_MAMBA_BLOCKS")
+        if mamba_blocks and self.args.max_num_seqs > int(mamba_blocks):
+            # vLLM's words (issue 49064, 0.28.0) for a hybrid model's Mamba cache.
+            self._engine_error(
+                f"ValueError: max_num_seqs ({self.args.max_num_seqs}) exceeds available Mamba cache blocks "
+                f"({int(mamba_blocks)}).",
+                "ValueError",
+            )
+            return 1
         kv_bytes = (budget_mib - weights - OVERHEAD_MIB) * MIB
         per_token = facts.kv_bytes_per_token(self.args.kv_cache_dtype)
         block_bytes = per_token * self.args.block_size

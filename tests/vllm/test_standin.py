@@ -106,3 +106,26 @@ def test_the_version_flag_prints_the_simulated_version() -> None:
         check=True,
     )
     assert done.stdout.strip() == "0.9.2"
+
+
+def test_the_standin_reads_models_on_its_own_and_agrees_with_the_launcher_on_real_configs() -> None:
+    import json
+    from pathlib import Path
+
+    from packaging.version import Version
+
+    from launches.vllm import standin
+    from launches.vllm.modelinfo import facts_from_config
+
+    assert not hasattr(standin, "facts_from_config") and not hasattr(standin, "read_model_facts")
+    folder = Path(__file__).resolve().parents[1] / "data" / "model-configs"
+    for path in sorted(folder.glob("*.json")):
+        config = json.loads(path.read_text())
+        for version in ("0.11.0", "0.29.0", "0.32.0"):
+            theirs = standin.StandinModel(config, Version(version))
+            ours = facts_from_config(config, model=path.name, vllm_version=version)
+            assert (ours.native_context, ours.default_context) == (theirs.derived, theirs.default), (
+                path.name,
+                version,
+            )
+            assert ours.kv_bytes_per_token() == theirs.kv_bytes_per_token("auto"), path.name

@@ -1,0 +1,96 @@
+"""The policy on the kinds real models and real logs showed: LongRoPE, a busy port, a hybrid model."""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+from launches.vllm.argv import ServeOptions
+from launches.vllm.policy import LaunchRequest, run_launch
+from tests.vllm.conftest import DEMO_MODEL, STANDIN_SERVE, free_port
+
+CONFIGS = Path(__file__).resolve().parents[1] / "data" / "model-configs"
+FAST = {"AIFRED_STANDIN_LOAD_SECONDS": "0.2", "AIFRED_STANDIN_TEARDOWN_SECONDS": "1"}
+
+
+def _launch(model: str, port: int, env: dict[str, str], **kwargs):
+    request = LaunchRequest(
+        options=ServeOptions(model=model, port=port),
+        base_command=STANDIN_SERVE,
+        extra_env={**FAST, **env},
+        ready_timeout=30,
+        detect_only=True,
+        **kwargs,
+    )
+    events: list[tuple[str, dict]] = []
+    return run_launch(request, on_event=lambda kind, data: events.append((kind, data))), events
+
+
+class _Healthy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_launch_onto_a_port_another_server_answers_ends_port_in_use_and_is_never_ready() -> None:
+    port = free_port()
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Healthy)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        result, events = _launch(str(DEMO_MODEL), port, {"AIFRED_STANDIN_VLLM_VERSION": "0.32.0"})
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert result.outcome != "ready"
+    assert [a.outcome for a in result.attempts] == ["port_in_use"]
+    assert "ready" not in [kind for kind, _ in events]
+
+
+def test_a_longrope_model_wanting_more_than_vllms_default_is_served_above_it(tmp_path: Path) -> None:
+    shutil.copy(CONFIGS / "Phi-3.5-mini-instruct.json", tmp_path / "config.json")
+    env = {
+        "AIFRED_STANDIN_VLLM_VERSION": "0.32.0",
+        "AIFRED_STANDIN_GPU_TOTAL_MIB": "24576",
+        "AIFRED_STANDIN_WEIGHTS_MIB": "7300",
+    }
+    result, _ = _launch(str(tmp_path), free_port(), env)
+    assert result.outcome == "ready", result.reason
+    # Auto-fit would start (and stay) at 4,096: the launcher asks for 131,072 and vLLM's refusal
+    # names the largest length that fits.
+    assert result.attempts[0].requested_len == 131072
+    assert result.max_model_len > 4096
+    assert result.learned_from == "refusal"
+
+
+def test_a_hybrid_model_refused_for_max_num_seqs_restarts_with_the_number_vllm_names() -> None:
+    env = {
+        "AIFRED_STANDIN_VLLM_VERSION": "0.28.0",
+        "AIFRED_STANDIN_GPU_TOTAL_MIB": "81920",
+        "AIFRED_STANDIN_WEIGHTS_MIB": "5837",
+        "AIFRED_STANDIN_MAMBA_BLOCKS": "969",
+    }
+    result, events = _launch(str(DEMO_MODEL), free_port(), env, known_limit=32768)
+    assert result.outcome == "ready", result.reason
+    assert [a.outcome for a in result.attempts] == ["max_num_seqs_too_high", "ready"]
+    assert result.attempts[1].argv[-2:] == ["--max-num-seqs", "969"]
+    assert result.attempts[0].requested_len == result.attempts[1].requested_len == 32768
+    assert result.max_num_seqs == 969
+    learned = [data for kind, data in events if kind == "limit_learned"]
+    assert learned[-1]["max_num_seqs"] == 969
+    assert learned[-1]["learned_from"] == "fits"
+
+
+def test_a_learned_max_num_seqs_is_used_from_the_first_start() -> None:
+    env = {
+        "AIFRED_STANDIN_VLLM_VERSION": "0.28.0",
+        "AIFRED_STANDIN_GPU_TOTAL_MIB": "81920",
+        "AIFRED_STANDIN_WEIGHTS_MIB": "5837",
+        "AIFRED_STANDIN_MAMBA_BLOCKS": "969",
+    }
+    result, _ = _launch(str(DEMO_MODEL), free_port(), env, known_limit=32768, max_num_seqs=969)
+    assert [a.outcome for a in result.attempts] == ["ready"]
