@@ -114,6 +114,7 @@ class DetectedLimitAdmin(ReadOnlyAdmin):
         "profile",
         "max_model_len",
         "kv_capacity_tokens",
+        "max_num_seqs",
         "learned_from",
         "vllm_version",
         "learned_at",

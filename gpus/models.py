@@ -291,13 +291,20 @@ class ModelSpec(models.Model):
 
 class DetectedLimitQuerySet(models.QuerySet["DetectedLimit"]):
     def learn(
-        self, launch, max_model_len: int, learned_from: str, kv_capacity_tokens: int | None
+        self,
+        launch,
+        max_model_len: int,
+        learned_from: str,
+        kv_capacity_tokens: int | None,
+        *,
+        max_num_seqs: int | None = None,
     ) -> DetectedLimit:
         """Store what a launch learned for its profile × model × fingerprint.
 
         A measured ceiling (refusal, auto-fit) replaces whatever was known. A length that merely fitted
         never overwrites a measured ceiling (it only refreshes the KV capacity) and only raises an
-        earlier "fits" floor, except in a re-detect, which replaces whatever it finds.
+        earlier "fits" floor, except in a re-detect, which replaces whatever it finds. A
+        ``max_num_seqs`` vLLM named for a hybrid model is kept whatever the length does.
         """
         spec = launch.spec or {}
         values = {
@@ -314,6 +321,8 @@ class DetectedLimitQuerySet(models.QuerySet["DetectedLimit"]):
         key = {"profile": launch.gpu_profile, "model": launch.model, "fingerprint": launch.fingerprint}
         with transaction.atomic():
             limit = self.select_for_update().filter(**key).first()
+            if max_num_seqs:
+                values["max_num_seqs"] = int(max_num_seqs)
             if limit is None:
                 return self.create(**key, **values)
             # Re-detect forgets what was known: whatever it finds replaces the row.
@@ -324,7 +333,9 @@ class DetectedLimitQuerySet(models.QuerySet["DetectedLimit"]):
             ):
                 if kv_capacity_tokens:
                     limit.kv_capacity_tokens = kv_capacity_tokens
-                    limit.save(update_fields=["kv_capacity_tokens"])
+                if max_num_seqs:
+                    limit.max_num_seqs = int(max_num_seqs)
+                limit.save(update_fields=["kv_capacity_tokens", "max_num_seqs"])
                 return limit
             for name, value in values.items():
                 setattr(limit, name, value)
@@ -363,6 +374,11 @@ class DetectedLimit(models.Model):
     vllm_version = models.CharField(max_length=40, blank=True)
     max_model_len = models.PositiveIntegerField()
     kv_capacity_tokens = models.PositiveIntegerField(null=True, blank=True)
+    max_num_seqs = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Hybrid models: the --max-num-seqs vLLM said fits its Mamba cache (empty: its default).",
+    )
     learned_from = models.CharField(max_length=20, choices=LearnedFrom.choices)
     driver_version = models.CharField(max_length=40, blank=True)
     launch = models.ForeignKey(
@@ -393,10 +409,13 @@ class DetectedLimit(models.Model):
         """(known limit, ceiling hint) for a launch that wants ``wanted`` tokens.
 
         A measured ceiling is the known limit. A "fits" floor is a known limit only when the wanted
-        length is within it; above it (YaRN) only the logged KV capacity can guide the start, as a hint.
+        length is within it; above it (YaRN) only the logged KV capacity can guide the start, as a hint,
+        and only when it is above the floor: a hybrid (Mamba / linear-attention) model logs a KV
+        capacity below the length it serves (75,840 logged, 120,000 served), never a ceiling.
         """
         if self.is_ceiling:
             return self.max_model_len, None
         if wanted is not None and wanted <= self.max_model_len:
             return self.max_model_len, None
-        return None, self.kv_capacity_tokens
+        capacity = self.kv_capacity_tokens
+        return None, capacity if capacity and capacity > self.max_model_len else None

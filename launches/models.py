@@ -352,6 +352,8 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
                 "model": config.model.source,
                 "revision": config.model.revision or None,
                 "native_context": config.model.native_context,
+                "default_context": config.model.default_context,
+                "max_num_seqs": known.max_num_seqs if known else None,
                 "base_command": shlex.split(host.vllm_command),
                 "vllm_version": host.vllm_version or None,
                 "known_limit": launch.known_limit,
@@ -578,7 +580,13 @@ class Launch(models.Model):
         learned, learned_from = data.get("max_model_len"), data.get("learned_from")
         if not learned or not learned_from or self.gpu_profile_id is None:
             return
-        DetectedLimit.objects.learn(self, int(learned), learned_from, data.get("kv_capacity_tokens"))
+        DetectedLimit.objects.learn(
+            self,
+            int(learned),
+            learned_from,
+            data.get("kv_capacity_tokens"),
+            max_num_seqs=data.get("max_num_seqs"),
+        )
         Launch.objects.filter(pk=self.pk).update(
             learned_limit=learned, kv_capacity_tokens=data.get("kv_capacity_tokens")
         )

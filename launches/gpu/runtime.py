@@ -257,6 +257,7 @@ class HostRuntime:
     def _start(self, spec: dict[str, Any], record: ServerRecord, cancel: threading.Event) -> str:
         launch_id = record.launch_id
         native = spec.get("native_context")
+        default = spec.get("default_context")
         rope_theta = None
         try:
             facts = read_model_facts(spec["model"], spec.get("revision"), token=self.config.hf_token)
@@ -264,7 +265,7 @@ class HostRuntime:
             self.emit(launch_id, "model_facts", {"error": str(exc)})
         else:
             self.emit(launch_id, "model_facts", facts.to_dict())
-            native = facts.context_for_version(self.vllm_version or None)
+            native, default = facts.lengths_for_version(self.vllm_version or None)
             rope_theta = facts.rope_theta
         options = dict(spec.get("options") or {})
         serve = ServeOptions(
@@ -291,7 +292,9 @@ class HostRuntime:
             base_command=list(self.config.vllm_command),
             vllm_version=self.vllm_version or None,
             native_context=native,
+            default_context=default,
             known_limit=spec.get("known_limit"),
+            max_num_seqs=spec.get("max_num_seqs"),
             ceiling_hint=spec.get("ceiling_hint"),
             yarn_factor=float(spec.get("yarn_factor") or 1.0),
             context_cap=spec.get("context_cap"),

@@ -74,3 +74,38 @@ def test_a_re_detect_starts_without_the_known_limit_and_replaces_it_whatever_it_
     assert redetect.known_limit is None and redetect.spec["known_limit"] is None
     limit = _learn(redetect, 40960, "fits", 52000)
     assert (limit.max_model_len, limit.learned_from, limit.launch_id) == (40960, "fits", redetect.pk)
+
+
+def test_a_hybrid_models_kv_capacity_below_the_length_that_served_is_never_a_hint(config):
+    # Kimi-Linear logged 75,840 tokens of KV cache and served 120,000.
+    _learn(_launch(config), 40960, "fits", 30000)
+    config.enable_yarn, config.yarn_factor = True, Decimal("4.0")
+    config.save()
+    yarn = _launch(config)
+    assert (yarn.known_limit, yarn.spec["ceiling_hint"]) == (None, None)
+
+
+def test_a_launch_with_a_memory_changing_extra_flag_learns_under_a_different_fingerprint(config):
+    plain = _launch(config)
+    _learn(plain, 26624, "refusal")
+    config.extra_args = "--block-size 32 --chat-template /t.jinja"
+    config.save()
+    changed = _launch(config)
+    assert changed.fingerprint != plain.fingerprint
+    assert changed.known_limit is None
+    _learn(changed, 20000, "refusal")
+    assert sorted(DetectedLimit.objects.values_list("max_model_len", flat=True)) == [20000, 26624]
+    config.extra_args = "--chat-template /t.jinja --enable-auto-tool-choice"
+    config.save()
+    neutral = _launch(config)
+    assert (neutral.fingerprint, neutral.known_limit) == (plain.fingerprint, 26624)
+
+
+def test_a_max_num_seqs_vllm_named_is_learned_and_sent_with_the_next_launch(config):
+    first = _launch(config)
+    first._on_limit_learned(
+        {"max_model_len": 40960, "learned_from": "fits", "kv_capacity_tokens": 30000, "max_num_seqs": 969},
+        None,
+    )
+    assert DetectedLimit.objects.get().max_num_seqs == 969
+    assert _launch(config).spec["max_num_seqs"] == 969
