@@ -427,7 +427,8 @@ def facts_from_config(
     ):
         base = min(base, tokenizer_config["model_max_length"])
     if base == float("inf"):
-        base, key = DEFAULT_WHEN_NO_LENGTH, "(none; vLLM assumes 2048)"
+        # vLLM then starts at 2,048 and accepts any explicit --max-model-len.
+        base, key = DEFAULT_WHEN_NO_LENGTH, ""
 
     layers = int(_first(text, ("num_hidden_layers", "n_layer", "n_layers", "num_layers")) or 0)
     if layers <= 0:

@@ -106,3 +106,30 @@ def test_mla_models_count_one_latent_vector_per_layer() -> None:
     assert facts.attention_kind == "mla"
     assert facts.kv_bytes_per_token() == 4 * (512 + 64) * 2
     assert facts.native_context == 163840
+
+
+RECORDED = json.loads((CONFIG_DIR.parent / "vllm-0.32.0-model-facts.json").read_text())
+
+
+def mismatches(name: str, recorded: dict) -> list[str]:
+    """Each value the product derives differently from vLLM 0.32.0, naming the model and both numbers."""
+    facts = facts_from_config(json.loads((CONFIG_DIR / name).read_text()), model=name, vllm_version="0.32.0")
+    found = []
+    for key in ("native_context", "default_context", "num_layers", "num_kv_heads", "head_dim"):
+        theirs, ours = recorded[key], getattr(facts, key)
+        if key == "native_context" and theirs is None:
+            # vLLM accepts any explicit length for a config that names none; we say so by the empty key.
+            theirs, ours = "any", "any" if facts.max_len_key == "" else ours
+        if ours != theirs:
+            found.append(f"{name}: {key} is {ours} here, vLLM 0.32.0 derives {theirs}")
+    return found
+
+
+def test_every_corpus_config_is_recorded_with_vllms_own_numbers() -> None:
+    assert sorted(RECORDED) == sorted(path.name for path in CONFIG_DIR.glob("*.json"))
+    assert len(RECORDED) >= 20
+
+
+@pytest.mark.parametrize("name", sorted(RECORDED))
+def test_the_product_derives_what_vllm_0_32_derives_for_each_real_config(name: str) -> None:
+    assert mismatches(name, RECORDED[name]) == []
