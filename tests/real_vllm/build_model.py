@@ -91,13 +91,52 @@ def build_model(out_dir: Path, vocab_size: int) -> None:
     model.save_pretrained(out_dir, safe_serialization=True)
 
 
+# A Phi-3.5-style LongRoPE model: vLLM accepts LONGROPE_CONTEXT but starts (and auto-fits) at
+# LONGROPE_ORIGINAL. Same KV size per token as the Qwen3 model (8 layers x 8 heads x 128 in bf16).
+LONGROPE_ORIGINAL = 4096
+LONGROPE_CONTEXT = 40960
+
+
+def build_longrope_model(out_dir: Path, vocab_size: int) -> None:
+    import torch
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    torch.manual_seed(SEED)
+    half_head = 64
+    config = Phi3Config(
+        vocab_size=vocab_size,
+        hidden_size=1024,
+        intermediate_size=512,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        max_position_embeddings=LONGROPE_CONTEXT,
+        original_max_position_embeddings=LONGROPE_ORIGINAL,
+        rope_scaling={
+            "type": "longrope",
+            "short_factor": [1.0] * half_head,
+            "long_factor": [1.0 + i / half_head for i in range(half_head)],
+        },
+        rope_theta=10000.0,
+        tie_word_embeddings=True,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+        sliding_window=None,
+        torch_dtype="bfloat16",
+    )
+    model = Phi3ForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(out_dir, safe_serialization=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path, help="folder to write the model into (created)")
+    parser.add_argument("--longrope", action="store_true", help="a Phi-3-style LongRoPE model instead")
     args = parser.parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     vocab_size = build_tokenizer(args.out_dir)
-    build_model(args.out_dir, vocab_size)
+    (build_longrope_model if args.longrope else build_model)(args.out_dir, vocab_size)
     config = json.loads((args.out_dir / "config.json").read_text())
     print(
         json.dumps(
