@@ -25,6 +25,7 @@ from gpus.nvml import Inventory, SimulatedGpus, read_inventory_or_empty
 from launches.gpu.app import APPLY_EVENT_TASK, HOST_REPORT_TASK, LAUNCH_UNKNOWN_TASK
 from launches.gpu.state import ServerRecord, StateFile, StateFileError
 from launches.vllm.argv import ServeOptions
+from launches.vllm.flags import has_flag
 from launches.vllm.modelinfo import ModelConfigError, read_model_facts
 from launches.vllm.policy import LaunchRequest
 from launches.vllm.policy import run_launch as run_policy
@@ -265,7 +266,10 @@ class HostRuntime:
             self.emit(launch_id, "model_facts", {"error": str(exc)})
         else:
             self.emit(launch_id, "model_facts", facts.to_dict())
-            native, default = facts.lengths_for_version(self.vllm_version or None)
+            extra = (spec.get("options") or {}).get("extra_args") or ()
+            native, default = facts.lengths_for_version(
+                self.vllm_version or None, disable_sliding_window=has_flag(extra, "--disable-sliding-window")
+            )
             rope_theta = facts.rope_theta
         options = dict(spec.get("options") or {})
         serve = ServeOptions(

@@ -134,6 +134,11 @@ def _is_number(token: str) -> bool:
     return True
 
 
+def has_flag(extra_args: list[str] | tuple[str, ...], flag: str) -> bool:
+    """Whether ``extra_args`` set ``flag`` (``--a-b``) in any spelling vLLM reads as it."""
+    return any(token.startswith("-") and canonical_flag(token) == flag for token in extra_args)
+
+
 def memory_relevant_args(extra_args: list[str] | tuple[str, ...]) -> list[str]:
     """The extra arguments that change memory, normalised (``--flag=value`` to ``--flag value``,
     underscores to dashes), in their order; the ``MEMORY_NEUTRAL_FLAGS`` and their values dropped.

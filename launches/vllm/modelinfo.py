@@ -137,12 +137,15 @@ def context_lengths(
     model_type: str,
     original_max_position_embeddings: int | None,
     vllm_version: str | None = None,
+    sliding_window_cap: int | None = None,
 ) -> tuple[int, int]:
     """(longest length vLLM accepts, length vLLM starts at without ``--max-model-len``), in tokens.
 
     ``base_context`` is the length read from the config's keys (after the tokenizer rule), ``rope``
     the RoPE parameter dicts (one per layer type). The rules are those of ``vllm_version`` (the
     newest known when None), from vLLM's ``config/model.py`` ``_get_and_verify_max_len``.
+    ``sliding_window_cap`` is the model's sliding window when ``--disable-sliding-window`` is given:
+    vLLM then never goes beyond it.
     Raises ``VllmVersionError`` for a version that is not a version number.
     """
     from launches.vllm.versions import yarn_multiplies_length
@@ -150,6 +153,8 @@ def context_lengths(
     old_yarn = yarn_multiplies_length(vllm_version or NEWEST_RULES)
     unscaled = _UNSCALED_BEFORE_0_30 if old_yarn else _UNSCALED_FROM_0_30
     derived: float = base_context
+    if sliding_window_cap and sliding_window_cap < derived:
+        derived = sliding_window_cap
     if rope and "gemma3" not in model_type:
         factor = 1.0
         for params in rope:
@@ -238,14 +243,18 @@ class ModelFacts:
         embeddings = vocab * hidden * (1 if self.tie_word_embeddings else 2)
         return self.num_layers * per_layer + embeddings
 
-    def lengths_for_version(self, vllm_version: str | None) -> tuple[int, int]:
-        """(native_context, default_context) under the rules of ``vllm_version`` (newest when None)."""
+    def lengths_for_version(
+        self, vllm_version: str | None, *, disable_sliding_window: bool = False
+    ) -> tuple[int, int]:
+        """(native_context, default_context) under the rules of ``vllm_version`` (newest when None);
+        ``disable_sliding_window`` as vLLM's ``--disable-sliding-window`` caps both at the window."""
         return context_lengths(
             self.base_context,
             self.rope_parameters,
             model_type=self.model_type,
             original_max_position_embeddings=self.original_max_position_embeddings,
             vllm_version=vllm_version,
+            sliding_window_cap=self.sliding_window if disable_sliding_window else None,
         )
 
     def context_for_version(self, vllm_version: str | None) -> int:

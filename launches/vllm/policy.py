@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from launches.vllm.argv import ArgvError, ServeOptions, YarnSetting, build_argv, build_env
+from launches.vllm.flags import has_flag
 from launches.vllm.logs import LogWatcher, Outcome, Verdict, round_down
 from launches.vllm.modelinfo import ModelConfigError, read_model_facts
 from launches.vllm.process import (
@@ -255,7 +256,9 @@ def run_launch(
             facts = read_model_facts(options.model, options.revision, token=request.extra_env.get("HF_TOKEN"))
         except ModelConfigError as exc:
             return fail("failed", str(exc), vllm_version=version)
-        native, default = facts.lengths_for_version(version)
+        native, default = facts.lengths_for_version(
+            version, disable_sliding_window=has_flag(options.extra_args, "--disable-sliding-window")
+        )
         theta = theta if theta is not None else facts.rope_theta
     default = default or native
     factor = request.yarn_factor or 1.0

@@ -133,3 +133,11 @@ def test_every_corpus_config_is_recorded_with_vllms_own_numbers() -> None:
 @pytest.mark.parametrize("name", sorted(RECORDED))
 def test_the_product_derives_what_vllm_0_32_derives_for_each_real_config(name: str) -> None:
     assert mismatches(name, RECORDED[name]) == []
+
+
+def test_disabling_the_sliding_window_caps_the_length_at_the_window() -> None:
+    facts = facts_from_config(
+        json.loads((CONFIG_DIR / "Mistral-7B-Instruct-v0.1.json").read_text()), model="m"
+    )
+    assert facts.lengths_for_version("0.32.0") == (32768, 32768)
+    assert facts.lengths_for_version("0.32.0", disable_sliding_window=True) == (4096, 4096)

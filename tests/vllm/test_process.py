@@ -288,3 +288,26 @@ def test_catching_up_hands_on_every_line_written_before_the_one_just_seen(tmp_pa
             assert f"out {i}" in seen, f"stdout's line {i} was written before stderr's, yet not handed on"
     finally:
         proc.stop(grace=1)
+
+
+def test_the_listening_socket_is_told_apart_as_ours_or_someone_elses() -> None:
+    from launches.vllm.process import port_in_use, port_owned_by_group
+
+    port = free_port()
+    assert not port_in_use("127.0.0.1", port)
+    listener = (
+        "import socket, time\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        f"s.bind(('127.0.0.1', {port})); s.listen(); print('up', flush=True); time.sleep(30)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", listener], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert child.stdout.readline().strip() == "up"
+        assert port_in_use("0.0.0.0", port)  # noqa: S104 - a wildcard bind is asked on loopback
+        assert port_owned_by_group(port, child.pid) is True
+        assert port_owned_by_group(port, os.getpgid(0)) is False
+    finally:
+        child.kill()
+        child.wait()
