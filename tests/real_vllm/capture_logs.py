@@ -2,7 +2,8 @@
 
     AIFRED_VLLM_PYTHON=$(scripts/vllm-cpu-env) python -m tests.real_vllm.capture_logs tests/data/vllm-logs
 
-Starts vLLM directly (not through the launcher), one server at a time, for four cases and writes each
+Starts vLLM directly (not through the launcher), one server at a time, for five cases (the fifth on a
+port another socket already holds) and writes each
 combined stdout+stderr as `real-cpu-<version>-<case>.txt`. The first line follows the corpus convention
 (source, vLLM version, expected outcome and context length that fits); the only other change is that
 this machine's paths are replaced by `.../site-packages/`, `.../venv` and `/tmp/model`.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import socket
 import tempfile
 from pathlib import Path
 
@@ -39,9 +41,11 @@ def write_case(out_dir: Path, name: str, first_line: str, log: str) -> Path:
     return path
 
 
-def run_to_exit(vllm_python: str, model: Path, work: Path, name: str, kv: int, length, extra=None) -> tuple:
+def run_to_exit(
+    vllm_python: str, model: Path, work: Path, name: str, kv: int, length, extra=None, port=None
+) -> tuple:
     start = support.start_bare(
-        vllm_python, model, support.free_port(), length, kv, work / f"{name}.log", extra_args=extra
+        vllm_python, model, port or support.free_port(), length, kv, work / f"{name}.log", extra_args=extra
     )
     try:
         code = support.wait_for_exit(start, timeout=400)
@@ -97,6 +101,16 @@ def main(argv: list[str] | None = None) -> None:
         seconds, served, log = run_to_ready(vllm_python, model, work, "yarn", 4, None, overrides)
         write_case(args.out_dir, "yarn2-4gib", header(support.VLLM_VERSION, "ready", served), neutral(log))
         report["yarn"] = {"seconds_to_health": round(seconds, 1), "served": served}
+
+        with socket.socket() as held:
+            held.bind(("127.0.0.1", 0))
+            held.listen()
+            port = held.getsockname()[1]
+            code, log = run_to_exit(vllm_python, model, work, "port", 1, 2048, port=port)
+        write_case(
+            args.out_dir, "port-in-use", header(support.VLLM_VERSION, "port_in_use", None), neutral(log)
+        )
+        report["port_in_use"] = {"exit_code": code}
     print(json.dumps(report, indent=2))
 
 

@@ -21,11 +21,11 @@ FIRST_LINE = re.compile(
 MACHINE_PATH = re.compile(r"/(?:root|home|work|Users)/|\.cache/aifred|\.pyenv|aifred-capture-")
 
 
-def test_the_four_real_cases_are_kept():
+def test_the_five_real_cases_are_kept():
     names = {path.name for path in REAL_LOGS}
     assert names == {
         f"real-cpu-{support.VLLM_VERSION}-{case}.txt"
-        for case in ("refusal-1gib", "ready-1gib", "auto-fit-1gib", "yarn2-4gib")
+        for case in ("refusal-1gib", "ready-1gib", "auto-fit-1gib", "yarn2-4gib", "port-in-use")
     }
 
 
@@ -35,7 +35,7 @@ def test_a_real_log_starts_with_the_corpus_first_line(path):
     match = FIRST_LINE.match(first)
     assert match, first
     assert match["version"] == support.VLLM_VERSION
-    assert match["outcome"] in {"ready", "context_too_long"}
+    assert match["outcome"] in {"ready", "context_too_long", "port_in_use"}
 
 
 @pytest.mark.parametrize("path", REAL_LOGS, ids=lambda path: path.name)
