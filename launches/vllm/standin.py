@@ -142,8 +142,17 @@ class StandinModel:
         self.default = int(original) if longrope and original else self.derived
         heads = getattr(text, "num_attention_heads", None) or 1
         self.hidden = getattr(text, "hidden_size", None) or 0
-        self.layers = getattr(text, "num_hidden_layers", None) or 0
-        self.kv_heads = getattr(text, "num_key_value_heads", None) or heads
+        self.layers = next(
+            (
+                n
+                for n in (getattr(text, k, None) for k in ("num_hidden_layers", "num_layers", "n_layer"))
+                if n
+            ),
+            0,
+        )
+        # vLLM's list of names for KV heads (Falcon, Llama-2 GQA, ChatGLM), first one present wins.
+        kv_names = ("n_head_kv", "num_kv_heads", "num_key_value_heads", "multi_query_group_num")
+        self.kv_heads = next((n for n in (getattr(text, k, None) for k in kv_names) if n), heads)
         self.head_size = getattr(text, "head_dim", None) or self.hidden // heads
         self.heads = heads
         self.dtype = str(getattr(text, "dtype", None) or config.get("torch_dtype") or "bfloat16")
