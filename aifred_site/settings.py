@@ -88,6 +88,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "gpus",
     "launches",
 ]
@@ -203,6 +206,33 @@ HF_HUB_ALLOW_DOWNLOAD = env_bool("AIFRED_HF_ALLOW_DOWNLOAD", default=True)
 HOST_ONLINE_SECONDS = env_int("AIFRED_HOST_ONLINE_SECONDS", 30)
 # A launch whose worker has said nothing for this long is marked lost.
 LAUNCH_LOST_SECONDS = env_int("AIFRED_LAUNCH_LOST_SECONDS", 120)
+
+# The JSON API (/api/v1/): a token (DRF's token model) or the admin session; permissions come from
+# launches/permissions.py through launches.api.permissions.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["launches.api.permissions.ReadForViewersActForOperators"],
+    "DEFAULT_PAGINATION_CLASS": "launches.api.pagination.NewestFirstCursorPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "launches.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "AIfred Launch Control API",
+    "DESCRIPTION": "Hosts, GPU profiles, models, learned limits, launch configs and launches. "
+    "Viewers read, Operators act, nobody edits history.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# /metrics for Prometheus: open when empty, otherwise "Authorization: Bearer <token>" is required.
+METRICS_TOKEN = env_str("AIFRED_METRICS_TOKEN")
 
 LOGGING = {
     "version": 1,

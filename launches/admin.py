@@ -30,7 +30,7 @@ from launches.models import (
     LaunchRefused,
     validate_yarn_factor,
 )
-from launches.permissions import can_operate, can_view
+from launches.permissions import OPERATORS_ONLY, can_operate, can_view
 from launches.verdicts import OUTCOME_LABELS, describe_attempt
 
 
@@ -68,7 +68,7 @@ class OperateActionsMixin:
 
 def require_operator(request: HttpRequest) -> None:
     if not can_operate(request.user):
-        raise PermissionDenied("Only operators may launch, stop, test YaRN or re-detect limits.")
+        raise PermissionDenied(OPERATORS_ONLY)
 
 
 def live_url(launch: Launch) -> str:
