@@ -40,7 +40,9 @@ class FleetCollector(Collector):
         online.add_metric([], Host.objects.online().count())
         yield online
 
-        gpus = GaugeMetricFamily("aifred_gpus", "Cards currently reported, by GPU profile.", labels=["profile"])
+        gpus = GaugeMetricFamily(
+            "aifred_gpus", "Cards currently reported, by GPU profile.", labels=["profile"]
+        )
         for row in Gpu.objects.current().values("profile__name").annotate(n=Count("id")).order_by():
             gpus.add_metric([row["profile__name"]], row["n"])
         yield gpus

@@ -77,7 +77,9 @@ class ModelSpecSerializer(serializers.ModelSerializer):
     def validate(self, data) -> dict:
         form = modelform_factory(ModelSpec, fields=("source", "revision"))(data=data)
         if not form.is_valid():
-            raise serializers.ValidationError({name: list(messages) for name, messages in form.errors.items()})
+            raise serializers.ValidationError(
+                {name: list(messages) for name, messages in form.errors.items()}
+            )
         return data
 
 
@@ -158,7 +160,9 @@ class LaunchConfigSerializer(serializers.ModelSerializer):
     def update(self, instance: LaunchConfig, validated_data) -> LaunchConfig:
         with transaction.atomic():
             # Locked, as in the admin, so two concurrent saves each record what they replaced.
-            before = LaunchConfig.objects.select_for_update().select_related("model", "host").get(pk=instance.pk)
+            before = (
+                LaunchConfig.objects.select_for_update().select_related("model", "host").get(pk=instance.pk)
+            )
             config = validated_data["form"].save()
             LaunchConfigChange.record(before, config, self.context["request"].user)
         return config

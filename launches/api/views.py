@@ -10,8 +10,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, QuerySet
 from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import mixins, serializers, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -62,7 +62,9 @@ class ModelSpecViewSet(mixins.CreateModelMixin, ReadOnly):
             with transaction.atomic():
                 model = serializer.save()
         except IntegrityError:
-            raise ValidationError({"__all__": ["Model with this Source and Revision already exists."]}) from None
+            raise ValidationError(
+                {"__all__": ["Model with this Source and Revision already exists."]}
+            ) from None
         model.queue_facts_read()
 
     @extend_schema(request=None, responses={202: api.ModelSpecSerializer})
@@ -84,9 +86,7 @@ class DetectedLimitViewSet(ReadOnly):
 LaunchCreated = api.LaunchSerializer
 
 
-class LaunchConfigViewSet(
-    mixins.CreateModelMixin, mixins.UpdateModelMixin, ReadOnly
-):
+class LaunchConfigViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, ReadOnly):
     """Launch configs: created and changed with the config form's rules (YaRN included); launch,
     test YaRN, re-detect and stop act on them."""
 
@@ -97,7 +97,9 @@ class LaunchConfigViewSet(
         config = self.get_object()
         with transaction.atomic():
             launch = Launch.objects.start(config, request.user, kind)
-        launch = Launch.objects.select_related("host", "model", "gpu_profile", "requested_by").get(pk=launch.pk)
+        launch = Launch.objects.select_related("host", "model", "gpu_profile", "requested_by").get(
+            pk=launch.pk
+        )
         return Response(api.LaunchSerializer(launch).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={201: api.LaunchSerializer})
@@ -148,7 +150,9 @@ def _moment(name: str, raw: str) -> datetime:
     if moment is None and parse_date(raw) is not None:
         moment = parse_datetime(f"{raw}T00:00:00+00:00")
     if moment is None:
-        raise ValidationError({name: [f"{raw!r} is not a date; use e.g. 2025-11-20 or 2025-11-20T08:00:00Z."]})
+        raise ValidationError(
+            {name: [f"{raw!r} is not a date; use e.g. 2025-11-20 or 2025-11-20T08:00:00Z."]}
+        )
     return moment
 
 
@@ -159,7 +163,9 @@ def filter_history(queryset: QuerySet, params) -> QuerySet:
         if raw in (None, ""):
             continue
         if kind is int and not raw.isdigit():
-            raise ValidationError({name: [f"{raw!r} is not an id; give the number of the {name.replace('_', ' ')}."]})
+            raise ValidationError(
+                {name: [f"{raw!r} is not an id; give the number of the {name.replace('_', ' ')}."]}
+            )
         queryset = queryset.filter(**{field: kind(raw)})
     if params.get("created_after"):
         queryset = queryset.filter(created_at__gte=_moment("created_after", params["created_after"]))
@@ -170,10 +176,15 @@ def filter_history(queryset: QuerySet, params) -> QuerySet:
 
 @extend_schema(
     parameters=[
-        *(OpenApiParameter(name, OpenApiTypes.INT if kind is int else OpenApiTypes.STR) for name, (_, kind) in HISTORY_FILTERS.items()),
+        *(
+            OpenApiParameter(name, OpenApiTypes.INT if kind is int else OpenApiTypes.STR)
+            for name, (_, kind) in HISTORY_FILTERS.items()
+        ),
         OpenApiParameter("created_after", OpenApiTypes.DATETIME),
         OpenApiParameter("created_before", OpenApiTypes.DATETIME),
-        OpenApiParameter("search", OpenApiTypes.STR, description="Model, config name, user, host, port or id."),
+        OpenApiParameter(
+            "search", OpenApiTypes.STR, description="Model, config name, user, host, port or id."
+        ),
     ]
 )
 class LaunchViewSet(ReadOnly):

@@ -66,8 +66,15 @@ def test_every_page_costs_the_same_number_of_queries(as_viewer, history, django_
 
 def test_the_filters_are_the_historys(as_viewer, history, config, operator) -> None:
     other_host = make_host("lab-h100")
-    lone = make_launch(config, operator, host=other_host, status="crashed", outcome="crashed", kind="test_yarn")
-    by = lambda query: [row["id"] for row in as_viewer.get(f"/api/v1/launches/?{query}&page_size=200").json()["results"]]  # noqa: E731
+    lone = make_launch(
+        config, operator, host=other_host, status="crashed", outcome="crashed", kind="test_yarn"
+    )
+
+    def by(query):
+        return [
+            row["id"] for row in as_viewer.get(f"/api/v1/launches/?{query}&page_size=200").json()["results"]
+        ]
+
     assert by(f"host={other_host.pk}") == [lone.pk]
     assert by("status=crashed") == [lone.pk]
     assert by("outcome=crashed") == [lone.pk]
@@ -78,14 +85,22 @@ def test_the_filters_are_the_historys(as_viewer, history, config, operator) -> N
     assert by(f"created_after={recent.replace('+', '%2B')}") == [lone.pk]
 
 
-def test_the_search_finds_model_config_name_user_host_port_and_id(as_viewer, history, config, operator) -> None:
+def test_the_search_finds_model_config_name_user_host_port_and_id(
+    as_viewer, history, config, operator
+) -> None:
     special = make_launch(
         config.__class__.objects.create(
-            name="nightly-eval", model=make_model("mistralai/Mistral-Small"), host=make_host("gpu-rack-9"), port=9123
+            name="nightly-eval",
+            model=make_model("mistralai/Mistral-Small"),
+            host=make_host("gpu-rack-9"),
+            port=9123,
         ),
         make_user("eve-evaluator"),
     )
-    search = lambda term: [row["id"] for row in as_viewer.get(f"/api/v1/launches/?search={term}").json()["results"]]  # noqa: E731
+
+    def search(term):
+        return [row["id"] for row in as_viewer.get(f"/api/v1/launches/?search={term}").json()["results"]]
+
     for term in ("mistral", "NIGHTLY", "eve-eval", "rack-9", "9123", str(special.pk)):
         assert special.pk in search(term), term
     assert search("mistral") == [special.pk]

@@ -26,7 +26,9 @@ def rows(config, launch, profile):
 
 def read_urls(rows) -> list[str]:
     config, launch = rows["config"], rows["launch"]
-    urls = [f"/api/v1/{name}/" for name in ("hosts", "gpu-profiles", "models", "limits", "configs", "launches")]
+    urls = [
+        f"/api/v1/{name}/" for name in ("hosts", "gpu-profiles", "models", "limits", "configs", "launches")
+    ]
     urls += [
         f"/api/v1/hosts/{config.host_id}/",
         f"/api/v1/gpu-profiles/{launch.gpu_profile_id}/",
@@ -64,8 +66,12 @@ def actions(rows) -> list[tuple[str, str, dict, int]]:
             201,
         ),
         ("patch", f"/api/v1/configs/{config.pk}/", {"port": 8200}, 200),
-        ("put", f"/api/v1/configs/{config.pk}/", {"name": "renamed", "model": config.model_id,
-                                                    "host": config.host_id}, 200),
+        (
+            "put",
+            f"/api/v1/configs/{config.pk}/",
+            {"name": "renamed", "model": config.model_id, "host": config.host_id},
+            200,
+        ),
         ("post", f"/api/v1/configs/{config.pk}/stop/", {}, 202),
         ("post", f"/api/v1/launches/{launch.pk}/stop/", {}, 202),
     ]

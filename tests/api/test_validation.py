@@ -18,9 +18,21 @@ def create(client, config, **fields):
 @pytest.mark.parametrize(
     ("fields", "field", "sentence"),
     [
-        ({"yarn_factor": "2.3"}, "yarn_factor", "The YaRN factor must be between 1.0 and 8.0 in steps of 0.5"),
-        ({"yarn_factor": "9.0"}, "yarn_factor", "The YaRN factor must be between 1.0 and 8.0 in steps of 0.5"),
-        ({"enable_yarn": True, "yarn_factor": "1.0"}, "yarn_factor", "With YaRN on, choose a factor above 1.0"),
+        (
+            {"yarn_factor": "2.3"},
+            "yarn_factor",
+            "The YaRN factor must be between 1.0 and 8.0 in steps of 0.5",
+        ),
+        (
+            {"yarn_factor": "9.0"},
+            "yarn_factor",
+            "The YaRN factor must be between 1.0 and 8.0 in steps of 0.5",
+        ),
+        (
+            {"enable_yarn": True, "yarn_factor": "1.0"},
+            "yarn_factor",
+            "With YaRN on, choose a factor above 1.0",
+        ),
         ({"port": 80}, "port", "greater than or equal to 1024"),
         ({"gpu_indices": "0,x"}, "gpu_indices", "List GPU indices as whole numbers"),
         ({"tensor_parallel_size": 2}, "tensor_parallel_size", "Tensor parallel size 2 needs as many GPUs"),
@@ -30,7 +42,9 @@ def create(client, config, **fields):
         ({"colour": "blue"}, "colour", "Not a field of a launch config."),
     ],
 )
-def test_a_bad_config_is_refused_with_the_forms_sentence(as_operator, config, fields, field, sentence) -> None:
+def test_a_bad_config_is_refused_with_the_forms_sentence(
+    as_operator, config, fields, field, sentence
+) -> None:
     response = create(as_operator, config, **fields)
     assert response.status_code == 400, response.content
     body = response.json()
@@ -39,7 +53,9 @@ def test_a_bad_config_is_refused_with_the_forms_sentence(as_operator, config, fi
     assert not LaunchConfig.objects.filter(name="new").exists()
 
 
-def test_a_good_config_with_yarn_is_created_and_reports_its_wanted_context(as_operator, operator, config) -> None:
+def test_a_good_config_with_yarn_is_created_and_reports_its_wanted_context(
+    as_operator, operator, config
+) -> None:
     response = create(as_operator, config, enable_yarn=True, yarn_factor="2.0", context_cap=65536)
     assert response.status_code == 201, response.content
     body = response.json()
@@ -47,20 +63,30 @@ def test_a_good_config_with_yarn_is_created_and_reports_its_wanted_context(as_op
     assert LaunchConfig.objects.get(pk=body["id"]).created_by == operator
 
 
-def test_a_change_is_validated_like_the_form_and_recorded_in_the_change_history(as_operator, operator, config):
+def test_a_change_is_validated_like_the_form_and_recorded_in_the_change_history(
+    as_operator, operator, config
+):
     refused = as_operator.patch(
         f"/api/v1/configs/{config.pk}/", {"enable_yarn": True, "yarn_factor": "1.0"}, format="json"
     )
     assert refused.status_code == 400
-    assert refused.json()["errors"]["yarn_factor"] == ["With YaRN on, choose a factor above 1.0 (1.0 scales nothing)."]
+    assert refused.json()["errors"]["yarn_factor"] == [
+        "With YaRN on, choose a factor above 1.0 (1.0 scales nothing)."
+    ]
     config.refresh_from_db()
     assert not config.enable_yarn
 
-    changed = as_operator.patch(f"/api/v1/configs/{config.pk}/", {"enable_yarn": True, "yarn_factor": "3.0"}, format="json")
+    changed = as_operator.patch(
+        f"/api/v1/configs/{config.pk}/", {"enable_yarn": True, "yarn_factor": "3.0"}, format="json"
+    )
     assert changed.status_code == 200, changed.content
     config.refresh_from_db()
     assert (config.enable_yarn, str(config.yarn_factor), config.quantization) == (True, "3.0", "awq")
-    recorded = set(LaunchConfigChange.objects.filter(config=config).values_list("field", "old_value", "new_value", "user"))
+    recorded = set(
+        LaunchConfigChange.objects.filter(config=config).values_list(
+            "field", "old_value", "new_value", "user"
+        )
+    )
     assert recorded == {("enable_yarn", "no", "yes", operator.pk), ("yarn_factor", "1.0", "3.0", operator.pk)}
 
 
@@ -85,9 +111,15 @@ def test_a_model_whose_context_is_unknown_cannot_launch_yet(as_operator, config,
 def test_stopping_an_ended_launch_or_an_idle_config_says_so(as_operator, config, operator) -> None:
     ended = make_launch(config, operator, status=Launch.Status.STOPPED)
     response = as_operator.post(f"/api/v1/launches/{ended.pk}/stop/")
-    assert (response.status_code, response.json()) == (409, {"detail": f"Launch #{ended.pk} has already ended (Stopped)."})
+    assert (response.status_code, response.json()) == (
+        409,
+        {"detail": f"Launch #{ended.pk} has already ended (Stopped)."},
+    )
     response = as_operator.post(f"/api/v1/configs/{config.pk}/stop/")
-    assert (response.status_code, response.json()) == (409, {"detail": "Nothing of qwen-desk is running or starting."})
+    assert (response.status_code, response.json()) == (
+        409,
+        {"detail": "Nothing of qwen-desk is running or starting."},
+    )
 
 
 def test_adding_a_model_twice_is_refused_and_adding_one_queues_reading_its_config(
@@ -102,7 +134,10 @@ def test_adding_a_model_twice_is_refused_and_adding_one_queues_reading_its_confi
     assert duplicate.status_code == 400
     assert duplicate.json()["detail"] == "Model with this Source and Revision already exists."
     missing = as_operator.post("/api/v1/models/", {}, format="json")
-    assert missing.json() == {"detail": "source: This field is required.", "errors": {"source": ["This field is required."]}}
+    assert missing.json() == {
+        "detail": "source: This field is required.",
+        "errors": {"source": ["This field is required."]},
+    }
 
 
 @pytest.mark.parametrize(
