@@ -578,3 +578,7 @@ class LaunchConfigChangeAdmin(ReadOnlyAdmin):
     list_filter = ("config", "field", ("user", admin.RelatedFieldListFilter))
     list_select_related = ("config", "user")
     search_fields = ("config__name", "field", "old_value", "new_value")
+
+
+# API tokens: each user sees and renews their own (registered here so it replaces DRF's token admin).
+from launches.api import admin as api_token_admin  # noqa: E402, F401
