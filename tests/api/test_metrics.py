@@ -113,3 +113,30 @@ def test_with_a_scrape_token_only_the_bearer_may_read(client, db, settings) -> N
     refused = client.get("/metrics", HTTP_AUTHORIZATION="Token s3cret-scrape-token")
     assert refused.status_code == 401 and b"s3cret" not in refused.content
     assert scrape(client, HTTP_AUTHORIZATION="Bearer s3cret-scrape-token")[("aifred_hosts_online", ())] == 0
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_the_site_serves(client, known_fleet) -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    served = {
+        name.rsplit("_", 1)[0] if name.endswith(("_bucket", "_count", "_sum")) else name
+        for name, _ in scrape(client)
+    }
+    served |= {name for name, _ in scrape(client)}
+    dashboard = json.loads(
+        (Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json").read_text()
+    )
+    asked = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\baifred_\w+", target["expr"])
+    }
+    assert asked and asked <= served, asked - served
+    assert {
+        "aifred_hosts_online",
+        "aifred_time_to_ready_seconds_bucket",
+        "aifred_learned_limit_tokens",
+    } <= asked
