@@ -230,6 +230,8 @@ def main() -> None:
     ]:
         median, _, queries = timed(client, attempts_url, params, args.repeats)
         print(f"{label:42} {median:9.1f} {queries:8d}")
+    median, _, queries = timed(client, "/metrics", {}, args.repeats)
+    print(f"\n/metrics (read from the database at scrape time): {median:.1f} ms, {queries} queries")
     began = time.perf_counter()
     response = client.get(reverse("admin:launches_launch_export"), {"host__id__exact": host.pk})
     rows = sum(chunk.count(b"\n") for chunk in response.streaming_content) - 1

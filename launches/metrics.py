@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, Sum
+from django.db.models import BooleanField, Count, DurationField, ExpressionWrapper, F, Min, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -116,11 +116,18 @@ class FleetCollector(Collector):
             f"le_{index}": Count("id", filter=Q(took__lte=timedelta(seconds=bound)))
             for index, bound in enumerate(TIME_TO_READY_BUCKETS)
         }
-        ready = Launch.objects.filter(ready_at__isnull=False).alias(took=took)
-        for start, saved in (("first_detection", False), ("saved_limit", True)):
-            row = ready.filter(known_limit__isnull=not saved).aggregate(
-                count=Count("id"), total=Sum(took), **buckets
-            )
+        saved = ExpressionWrapper(Q(known_limit__isnull=False), output_field=BooleanField())
+        rows = (
+            Launch.objects.filter(ready_at__isnull=False)
+            .alias(took=took)
+            .annotate(saved=saved)
+            .values("saved")
+            .annotate(count=Count("id"), total=Sum(took), **buckets)
+            .order_by()
+        )
+        by_start = {bool(row["saved"]): row for row in rows}  # one pass over the ready launches
+        for start, key in (("first_detection", False), ("saved_limit", True)):
+            row = by_start.get(key) or {"count": 0, "total": None, **dict.fromkeys(buckets, 0)}
             cumulative = [
                 (str(float(bound)), row[f"le_{index}"]) for index, bound in enumerate(TIME_TO_READY_BUCKETS)
             ]
