@@ -114,3 +114,55 @@ def _host_reported(name: str) -> bool:
     from gpus.models import Gpu
 
     return Gpu.objects.current().filter(host__name=name).exists()
+
+
+def test_a_yarn_test_and_a_redetect_through_the_api_report_what_the_live_page_shows(
+    stack, live_server
+) -> None:
+    """Test YaRN and re-detect started by POSTs, followed through the events feed until they end."""
+    import requests
+    from rest_framework.authtoken.models import Token
+
+    from tests.workers.helpers import demo_model
+
+    host = host_name("api-3060")
+    wait_for(lambda: _host_reported(host), 40, f"{host}'s first report")
+    session = requests.Session()
+    session.headers["Authorization"] = (
+        f"Token {Token.objects.create(user=make_user('api-op', OPERATORS)).key}"
+    )
+    api = f"{live_server.url}/api/v1"
+    host_id = next(row["id"] for row in session.get(f"{api}/hosts/").json()["results"] if row["name"] == host)
+    body = {"name": "yarn-eval", "model": demo_model().pk, "host": host_id, "port": free_port()}
+    config = session.post(f"{api}/configs/", json={**body, "enable_yarn": True, "yarn_factor": "2.0"})
+    assert config.status_code == 201, config.text
+
+    def follow(kind: str, until: set[str]) -> tuple[dict, list[dict]]:
+        started = session.post(f"{api}/configs/{config.json()['id']}/{kind}/")
+        assert started.status_code == 201, started.text
+        events, feed = [], {"after": 0, "state": {}}
+
+        def ended() -> bool:
+            state = session.get(
+                f"{api}/launches/{started.json()['id']}/events/", params={"after": feed["after"]}
+            ).json()
+            events.extend(state["events"])
+            feed.update(after=state["last_seq"], state=state)
+            return state["status"] in until or state["terminal"]
+
+        wait_for(ended, 60, f"the {kind} to be {'/'.join(sorted(until))}", every=0.3)
+        state = feed["state"]
+        return state, events
+
+    state, events = follow("test-yarn", {"stopped"})
+    assert state["status"] == "stopped" and "stopped after the test" in state["reason"]
+    finished = [event for event in events if event["kind"] == "attempt_finished"]
+    assert finished and all(event["verdict"] for event in finished)
+    assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
+
+    state, events = follow("redetect", {"ready"})
+    launch = Launch.objects.get(kind="redetect")
+    assert launch.known_limit is None  # a re-detect ignores what was learned
+    assert state["status"] == "ready" and state["context_length"] == launch.learned_limit
+    assert session.post(f"{api}/launches/{launch.pk}/stop/").json()["status"] == "stopping"
+    wait_for(lambda: Launch.objects.filter(pk=launch.pk, status="stopped").exists(), 30, "the stop")
