@@ -137,6 +137,8 @@ class LaunchConfigSerializer(serializers.ModelSerializer):
         return data
 
     def validate(self, data) -> dict:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Send the config's fields as a JSON object.")
         # What is not sent keeps its value (PATCH) or takes the default a new config has (POST, PUT).
         start = self.instance if self.partial and self.instance is not None else LaunchConfig()
         form_data = {name: _form_value(start, name) for name in LaunchConfigForm.Meta.fields}

@@ -148,3 +148,9 @@ def test_a_bad_filter_value_says_what_to_give(as_viewer, launch, query, field) -
     response = as_viewer.get(f"/api/v1/launches/?{query}")
     assert response.status_code == 400
     assert field in response.json()["errors"]
+
+
+def test_a_config_that_is_not_an_object_is_refused_plainly(as_operator, config) -> None:
+    response = as_operator.post("/api/v1/configs/", [1, 2], format="json")
+    assert response.status_code == 400
+    assert response.json()["detail"] == "Send the config's fields as a JSON object."
