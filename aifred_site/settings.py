@@ -88,6 +88,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "gpus",
     "launches",
 ]
@@ -126,8 +129,14 @@ if DATABASE_URL.startswith("sqlite:///"):
     VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several processes (web, control worker, tests) write to one file: wait instead of failing.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"}
+    # Several processes (web, control worker, tests) write to one file: wait instead of failing. A
+    # transaction that reads and then writes would fail at once ("database is locked") when another
+    # process wrote in between; IMMEDIATE takes the write lock at BEGIN, where the timeout applies.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL;",
+        "transaction_mode": "IMMEDIATE",
+    }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME") or None}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -203,6 +212,33 @@ HF_HUB_ALLOW_DOWNLOAD = env_bool("AIFRED_HF_ALLOW_DOWNLOAD", default=True)
 HOST_ONLINE_SECONDS = env_int("AIFRED_HOST_ONLINE_SECONDS", 30)
 # A launch whose worker has said nothing for this long is marked lost.
 LAUNCH_LOST_SECONDS = env_int("AIFRED_LAUNCH_LOST_SECONDS", 120)
+
+# The JSON API (/api/v1/): a token (DRF's token model) or the admin session; permissions come from
+# launches/permissions.py through launches.api.permissions.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["launches.api.permissions.ReadForViewersActForOperators"],
+    "DEFAULT_PAGINATION_CLASS": "launches.api.pagination.NewestFirstCursorPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "launches.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "AIfred Launch Control API",
+    "DESCRIPTION": "Hosts, GPU profiles, models, learned limits, launch configs and launches. "
+    "Viewers read, Operators act, nobody edits history.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# /metrics for Prometheus: open when empty, otherwise "Authorization: Bearer <token>" is required.
+METRICS_TOKEN = env_str("AIFRED_METRICS_TOKEN")
 
 LOGGING = {
     "version": 1,

@@ -1,12 +1,12 @@
-"""How fast is the launch history's change list with a million launches on PostgreSQL?
+"""How fast are the launch history's lists with a million launches on PostgreSQL?
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/aifred_bench python bench/history.py [--rows 1000000]
 
 Uses the database named by DATABASE_URL (migrated here; give it a database of its own). Fills it with
-COPY up to --rows launches (it only adds what is missing, so a second run measures straight away),
-runs ANALYZE, then times the admin change list through Django's test client: unfiltered, with the
-filters people use, with a search, and a deep page. Prints the median time and the number of queries
-of each, and the plan of the slowest query.
+COPY up to --rows launches and one attempt per launch (it only adds what is missing, so a second run
+measures straight away), runs ANALYZE, then times through Django's test client the admin change list
+and the API's launch list: unfiltered, every filter of the history, combinations, the search, and deep
+pages; then the admin's attempt list. Prints the median time and the number of queries of each.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import os
 import statistics
 import sys
 import time
+from base64 import b64encode
 from pathlib import Path
+from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aifred_site.settings")
@@ -37,7 +39,7 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.urls import reverse  # noqa: E402
 
 from gpus.models import GpuProfile, Host, ModelSpec  # noqa: E402
-from launches.models import Launch  # noqa: E402
+from launches.models import Launch, LaunchAttempt  # noqa: E402
 
 STATUSES = ["stopped"] * 6 + ["failed", "crashed", "cancelled", "lost"]
 OUTCOMES = {"stopped": "ready", "failed": "context_too_long", "crashed": "crashed", "cancelled": "cancelled"}
@@ -116,14 +118,38 @@ def fill(target: int) -> None:
             with cursor.cursor.copy(f"COPY {Launch._meta.db_table} ({columns}) FROM STDIN") as copy:
                 copy.write(buffer.read())
             print(f"  {min(first + batch, target):,} launches", flush=True)
-        cursor.execute(f"ANALYZE {Launch._meta.db_table}")
+        # As autovacuum would after a bulk load: statistics and the visibility map (index-only scans).
+        cursor.execute(f"VACUUM ANALYZE {Launch._meta.db_table}")
     print(f"filled to {target:,} launches in {time.perf_counter() - began:.1f} s")
+
+
+def fill_attempts() -> None:
+    """One attempt for every launch that has none (the launches filled above have none)."""
+    if LaunchAttempt.objects.exists():
+        print(f"history already holds {LaunchAttempt.objects.count():,} attempts")
+        return
+    began = time.perf_counter()
+    table = LaunchAttempt._meta.db_table
+    launches = Launch._meta.db_table
+    columns = "launch_id, number, requested_len, requested_auto, argv, outcome, parsed_len, exit_code, "
+    columns += "message, log_tail, started_at, ended_at"
+    values = "id, 1, 40960, false, '[]', outcome, 26624, 1, '', '', created_at, ended_at"
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {values} FROM {launches}")  # noqa: S608
+        cursor.execute(f"VACUUM ANALYZE {table}")
+    print(f"filled {LaunchAttempt.objects.count():,} attempts in {time.perf_counter() - began:.1f} s")
 
 
 def viewer() -> User:
     user, _ = User.objects.get_or_create(username="bench-viewer", defaults={"is_staff": True})
     user.groups.add(Group.objects.get(name="Viewers"))
     return user
+
+
+def deep_cursor(depth: int) -> str:
+    """The API's cursor for the page that starts ``depth`` launches down (as its next links encode it)."""
+    position = Launch.objects.order_by("-created_at").values_list("created_at", flat=True)[depth]
+    return b64encode(urlencode({"p": str(position)}).encode("ascii")).decode("ascii")
 
 
 def timed(client: Client, url: str, params: dict, repeats: int) -> tuple[float, float, int]:
@@ -149,27 +175,63 @@ def main() -> None:
         sys.exit("Set DATABASE_URL to a PostgreSQL database: this measures PostgreSQL's plans.")
     call_command("migrate", verbosity=0)
     fill(args.rows)
+    fill_attempts()
     client = Client()
     client.force_login(viewer())
-    url = reverse("admin:launches_launch_changelist")
     host = Host.objects.order_by("name").first()
     model = ModelSpec.objects.order_by("source").first()
+    profile = GpuProfile.objects.order_by("name").first()
     user = User.objects.get(username="user3")
+    week = "2025-11-20T00:00:00+00:00"
+    # (label, admin parameters, API parameters); None: the list has no such case.
     cases = [
-        ("unfiltered, first page", {}),
-        ("page 500", {"p": "500"}),
-        ("host", {"host__id__exact": host.pk}),
-        ("host + status failed", {"host__id__exact": host.pk, "status__exact": "failed"}),
-        ("model + who", {"model__id__exact": model.pk, "requested_by__id__exact": user.pk}),
-        ("outcome crashed", {"outcome": "crashed"}),
-        ("last 7 days", {"created_at__gte": "2025-11-20T00:00:00+00:00"}),
-        ("search 'config-7'", {"q": "config-7"}),
+        ("unfiltered, first page", {}, {}),
+        ("page 500 (admin) / 25,000 down (API)", {"p": "500"}, {"cursor": deep_cursor(25_000)}),
+        ("page 10,000 (admin) / 500,000 down (API)", {"p": "10000"}, {"cursor": deep_cursor(500_000)}),
+        ("status failed", {"status__exact": "failed"}, {"status": "failed"}),
+        ("kind test_yarn (none)", {"kind__exact": "test_yarn"}, {"kind": "test_yarn"}),
+        ("outcome crashed", {"outcome": "crashed"}, {"outcome": "crashed"}),
+        ("host", {"host__id__exact": host.pk}, {"host": host.pk}),
+        ("GPU profile", {"gpu_profile__id__exact": profile.pk}, {"gpu_profile": profile.pk}),
+        ("model", {"model__id__exact": model.pk}, {"model": model.pk}),
+        ("who", {"requested_by__id__exact": user.pk}, {"requested_by": user.pk}),
+        ("last 7 days", {"created_at__gte": week}, {"created_after": week}),
+        (
+            "host + status failed",
+            {"host__id__exact": host.pk, "status__exact": "failed"},
+            {"host": host.pk, "status": "failed"},
+        ),
+        (
+            "model + who",
+            {"model__id__exact": model.pk, "requested_by__id__exact": user.pk},
+            {"model": model.pk, "requested_by": user.pk},
+        ),
+        ("search config name 'config-7'", {"q": "config-7"}, {"search": "config-7"}),
+        ("search model 'llama'", {"q": "llama"}, {"search": "llama"}),
+        ("search user 'user3'", {"q": "user3"}, {"search": "user3"}),
+        ("search host 'node-05'", {"q": "node-05"}, {"search": "node-05"}),
+        ("search id '777777'", {"q": "777777"}, {"search": "777777"}),
+        ("search, no match", {"q": "no-such-thing"}, {"search": "no-such-thing"}),
     ]
-    print(f"\nLaunch change list, {Launch.objects.count():,} launches, median of {args.repeats}:")
-    print(f"{'case':32} {'median ms':>10} {'max ms':>8} {'queries':>8}")
-    for label, params in cases:
-        median, worst, queries = timed(client, url, params, args.repeats)
-        print(f"{label:32} {median:10.1f} {worst:8.1f} {queries:8d}")
+    admin_url = reverse("admin:launches_launch_changelist")
+    api_url = "/api/v1/launches/"
+    print(f"\nLaunch lists, {Launch.objects.count():,} launches, median of {args.repeats} (ms, queries):")
+    print(f"{'case':42} {'admin ms':>9} {'queries':>8} {'API ms':>8} {'queries':>8}")
+    for label, admin_params, api_params in cases:
+        admin_median, _, admin_queries = timed(client, admin_url, admin_params, args.repeats)
+        api_median, _, api_queries = timed(client, api_url, api_params, args.repeats)
+        print(f"{label:42} {admin_median:9.1f} {admin_queries:8d} {api_median:8.1f} {api_queries:8d}")
+    attempts_url = reverse("admin:launches_launchattempt_changelist")
+    print(f"\nAttempt list, {LaunchAttempt.objects.count():,} attempts:")
+    for label, params in [
+        ("first page", {}),
+        ("outcome crashed", {"outcome": "crashed"}),
+        ("page 500", {"p": "500"}),
+    ]:
+        median, _, queries = timed(client, attempts_url, params, args.repeats)
+        print(f"{label:42} {median:9.1f} {queries:8d}")
+    median, _, queries = timed(client, "/metrics", {}, args.repeats)
+    print(f"\n/metrics (read from the database at scrape time): {median:.1f} ms, {queries} queries")
     began = time.perf_counter()
     response = client.get(reverse("admin:launches_launch_export"), {"host__id__exact": host.pk})
     rows = sum(chunk.count(b"\n") for chunk in response.streaming_content) - 1

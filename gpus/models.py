@@ -270,6 +270,13 @@ class ModelSpec(models.Model):
         self.facts_read_at = timezone.now()
         self.save(update_fields=["facts_error", "facts_read_at"])
 
+    def queue_facts_read(self) -> None:
+        """Have the control worker read config.json (task ``read_model_facts``) once this commits."""
+        from launches.tasks import read_model_facts
+
+        model_id = self.pk
+        transaction.on_commit(lambda: read_model_facts.delay(model_id))
+
     def refresh_facts(self) -> bool:
         """Read config.json through huggingface_hub (cache first) with the site's token."""
         from launches.vllm.modelinfo import ModelConfigError, read_model_facts

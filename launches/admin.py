@@ -20,7 +20,7 @@ from django.utils.html import format_html, format_html_join
 from gpus.fingerprint import FINGERPRINT_FIELDS
 from gpus.models import ModelSpec
 from launches.admin_mixins import ReadOnlyAdmin, ReadOnlyInline
-from launches.history import EventKindFilter, HistoryPaginator, OutcomeFilter
+from launches.history import EventKindFilter, HistoryPaginator, OutcomeFilter, search_launches
 from launches.models import (
     Launch,
     LaunchAttempt,
@@ -30,7 +30,7 @@ from launches.models import (
     LaunchRefused,
     validate_yarn_factor,
 )
-from launches.permissions import can_operate, can_view
+from launches.permissions import OPERATORS_ONLY, can_operate, can_view
 from launches.verdicts import OUTCOME_LABELS, describe_attempt
 
 
@@ -68,7 +68,7 @@ class OperateActionsMixin:
 
 def require_operator(request: HttpRequest) -> None:
     if not can_operate(request.user):
-        raise PermissionDenied("Only operators may launch, stop, test YaRN or re-detect limits.")
+        raise PermissionDenied(OPERATORS_ONLY)
 
 
 def live_url(launch: Launch) -> str:
@@ -459,7 +459,8 @@ class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
         "created_at",
     )
     list_select_related = ("host", "model", "gpu_profile", "requested_by")
-    search_fields = ("=id", "config_snapshot__name", "model__source", "host__name", "reason")
+    # The search box: model, config name, user, host, port or id (launches.history.search_launches).
+    search_fields = ("=id", "config_snapshot__name", "model__source", "host__name", "requested_by__username")
     list_per_page = 50
     inlines = [LaunchAttemptInline]
     actions = ["stop_selected"]
@@ -502,6 +503,9 @@ class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
             path("<path:object_id>/stop/", wrap(self.stop_view), name=f"{info}_stop"),
             *super().get_urls(),
         ]
+
+    def get_search_results(self, request, queryset, search_term):
+        return search_launches(queryset, search_term), False
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra = {**(extra_context or {}), "can_operate": can_operate(request.user)}
@@ -555,6 +559,9 @@ class LaunchAttemptAdmin(HistoryAdmin):
     list_display = ("launch", "number", "requested_len", "outcome", "parsed_len", "exit_code", "started_at")
     list_filter = (OutcomeFilter,)
     list_select_related = ("launch",)
+    # By the launch's id, not its own ordering (which would join and sort the whole table): the
+    # (launch, number) unique index walks backwards, newest launch first.
+    ordering = ("-launch_id", "-number")
 
 
 @admin.register(LaunchEvent)
@@ -562,6 +569,7 @@ class LaunchEventAdmin(HistoryAdmin):
     list_display = ("launch", "seq", "kind", "emitted_at", "received_at")
     list_filter = (EventKindFilter,)
     list_select_related = ("launch",)
+    ordering = ("-launch_id", "-seq")
 
 
 @admin.register(LaunchConfigChange)
@@ -570,3 +578,7 @@ class LaunchConfigChangeAdmin(ReadOnlyAdmin):
     list_filter = ("config", "field", ("user", admin.RelatedFieldListFilter))
     list_select_related = ("config", "user")
     search_fields = ("config__name", "field", "old_value", "new_value")
+
+
+# API tokens: each user sees and renews their own (registered here so it replaces DRF's token admin).
+from launches.api import admin as api_token_admin  # noqa: E402, F401

@@ -466,6 +466,11 @@ class Launch(models.Model):
             models.Index(fields=["gpu_profile", "-created_at"], name="launch_profile_created"),
             models.Index(fields=["requested_by", "-created_at"], name="launch_user_created"),
             models.Index(fields=["outcome", "-created_at"], name="launch_outcome_created"),
+            # The history's "model + who" filter, and the metrics' launches by kind and outcome.
+            models.Index(fields=["model", "requested_by", "-created_at"], name="launch_model_user_created"),
+            models.Index(fields=["kind", "outcome"], name="launch_kind_outcome"),
+            # The history's own order: a deep admin page skips through this index alone.
+            models.Index(fields=["-created_at", "-id"], name="launch_created_id"),
         ]
 
     def __str__(self) -> str:

@@ -26,3 +26,19 @@ def can_operate(user: User) -> bool:
 
 def can_edit_configs(user: User) -> bool:
     return _active_staff(user) and user.has_perm("launches.change_launchconfig")
+
+
+def can_add_models(user: User) -> bool:
+    """Add a model by repo id or folder (its config.json is then read)."""
+    return _active_staff(user) and user.has_perm("gpus.add_modelspec")
+
+
+def can_add_configs(user: User) -> bool:
+    return _active_staff(user) and user.has_perm("launches.add_launchconfig")
+
+
+# Sentences shown when a check fails, the same in the admin, our pages and the API.
+NO_ROLE = "You have no role that may see launches; ask an administrator."
+OPERATORS_ONLY = "Only operators may launch, stop, test YaRN or re-detect limits."
+EDIT_CONFIGS_ONLY = "Only operators may add or change launch configs."
+ADD_MODELS_ONLY = "Only operators may add models."

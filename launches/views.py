@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET
 from gpus.models import DetectedLimit, Host
 from launches.charts import time_to_ready_chart
 from launches.models import Launch, LaunchEvent
-from launches.permissions import can_operate, can_view
+from launches.permissions import NO_ROLE, can_operate, can_view
 from launches.verdicts import describe_attempt
 
 # One answer carries at most this many events; the page asks again at once when there were more.
@@ -24,7 +24,7 @@ EVENTS_PER_ANSWER = 500
 
 def require_viewer(request: HttpRequest) -> None:
     if not can_view(request.user):
-        raise PermissionDenied("You have no role that may see launches; ask an administrator.")
+        raise PermissionDenied(NO_ROLE)
 
 
 @never_cache
@@ -74,26 +74,29 @@ def events(request: HttpRequest, pk: int) -> JsonResponse:
     """Events after ``?after=<seq>``, and the launch's state: what the live page polls."""
     require_viewer(request)
     launch = get_object_or_404(Launch, pk=pk)
+    return JsonResponse(events_after(launch, request.GET.get("after", "0")))
+
+
+def events_after(launch: Launch, after: str | int) -> dict:
+    """The launch's state and up to EVENTS_PER_ANSWER events after seq ``after`` (bad values: 0)."""
     try:
-        after = max(int(request.GET.get("after", "0")), 0)
-    except ValueError:
+        after = max(int(after), 0)
+    except (TypeError, ValueError):
         after = 0
     batch = list(LaunchEvent.objects.filter(launch=launch, seq__gt=after).order_by("seq")[:EVENTS_PER_ANSWER])
     started = _started_lengths(launch) if any(e.kind == "attempt_finished" for e in batch) else {}
-    return JsonResponse(
-        {
-            "status": launch.status,
-            "status_display": launch.get_status_display(),
-            "terminal": launch.is_terminal,
-            "reason": launch.reason,
-            "server_url": launch.server_url,
-            "context_length": launch.context_length,
-            "kv_capacity_tokens": launch.kv_capacity_tokens,
-            "events": [event_json(event, started) for event in batch],
-            "last_seq": batch[-1].seq if batch else after,
-            "more": len(batch) == EVENTS_PER_ANSWER,
-        }
-    )
+    return {
+        "status": launch.status,
+        "status_display": launch.get_status_display(),
+        "terminal": launch.is_terminal,
+        "reason": launch.reason,
+        "server_url": launch.server_url,
+        "context_length": launch.context_length,
+        "kv_capacity_tokens": launch.kv_capacity_tokens,
+        "events": [event_json(event, started) for event in batch],
+        "last_seq": batch[-1].seq if batch else after,
+        "more": len(batch) == EVENTS_PER_ANSWER,
+    }
 
 
 @never_cache
