@@ -2,15 +2,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from gpus.fingerprint import memory_fingerprint
+
+# Sent by name, so the web process never imports the control worker's task module.
+READ_MODEL_FACTS_TASK = "launches.control.read_model_facts"
 
 
 class HostQuerySet(models.QuerySet["Host"]):
@@ -206,11 +211,54 @@ class Gpu(models.Model):
         self.save(update_fields=["retired_at", "retired_reason"])
 
 
+def validate_model_source(value: str) -> None:
+    """A model folder on this machine (with a config.json) or a valid Hugging Face repo id.
+
+    Raises ValidationError with what was wrong and how to fix it. A value that starts like a path
+    ("/", ".", "~") is a folder; anything else must pass huggingface_hub's ``validate_repo_id``.
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    value = (value or "").strip()
+    if value.startswith(("/", ".", "~")) or "\\" in value:
+        folder = Path(value).expanduser()
+        if not folder.is_dir():
+            raise ValidationError(
+                "There is no folder %(value)s on this machine; give the path of a model folder "
+                "(the one holding config.json) or a Hugging Face repo id like Qwen/Qwen3-8B-AWQ.",
+                params={"value": value},
+            )
+        if not (folder / "config.json").is_file():
+            raise ValidationError(
+                "The folder %(value)s has no config.json; give the folder of the model itself.",
+                params={"value": value},
+            )
+        return
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        raise ValidationError(
+            "%(value)s is neither a local folder nor a valid Hugging Face repo id; give a path "
+            "starting with / (a folder holding config.json) or an id like Qwen/Qwen3-8B-AWQ.",
+            params={"value": value},
+        ) from None
+
+
 class ModelSpec(models.Model):
     """A model and the facts read from its config.json."""
 
+    class FactsStatus(models.TextChoices):
+        NOT_READ = "", "Not read yet"
+        READING = "reading", "Reading config.json"
+        READ = "read", "Read"
+        ERROR = "error", "Could not be read"
+
     source = models.CharField(
-        max_length=500, help_text="Hugging Face repo id (org/name) or a local directory on the GPU hosts."
+        max_length=500,
+        validators=[validate_model_source],
+        help_text="Hugging Face repo id (org/name) or the path of a local model folder, the same on this "
+        "machine and on the GPU hosts.",
     )
     revision = models.CharField(max_length=200, blank=True, help_text="Branch, tag or commit; empty = main.")
     native_context = models.PositiveIntegerField(null=True, blank=True)
@@ -222,6 +270,9 @@ class ModelSpec(models.Model):
     rope_scaling = models.JSONField(null=True, blank=True)
     facts_read_at = models.DateTimeField(null=True, blank=True)
     facts_error = models.TextField(blank=True)
+    facts_status = models.CharField(
+        max_length=10, choices=FactsStatus.choices, default=FactsStatus.NOT_READ, blank=True
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -243,15 +294,52 @@ class ModelSpec(models.Model):
         self.rope_scaling = facts.get("rope_scaling")
         self.facts_read_at = timezone.now()
         self.facts_error = ""
+        self.facts_status = self.FactsStatus.READ
         self.save()
 
     def record_facts_error(self, message: str) -> None:
         self.facts_error = message
         self.facts_read_at = timezone.now()
-        self.save(update_fields=["facts_error", "facts_read_at"])
+        self.facts_status = self.FactsStatus.ERROR
+        self.save(update_fields=["facts_error", "facts_read_at", "facts_status"])
+
+    def queue_facts_read(self) -> None:
+        """Mark the model "reading" and have the control worker read its config.json once the
+        current transaction commits (task ``launches.control.read_model_facts``).
+
+        Called when a model is saved (admin form, API) and by "Read config.json again". The result
+        lands on the row: the facts and status "read", or status "error" with the problem in words.
+        """
+        from aifred_site.celery import app
+
+        type(self).objects.filter(pk=self.pk).update(facts_status=self.FactsStatus.READING)
+        self.facts_status = self.FactsStatus.READING
+        pk = self.pk
+        # The control queue is the app's default queue.
+        transaction.on_commit(lambda: app.send_task(READ_MODEL_FACTS_TASK, args=[pk]))
+
+    @property
+    def facts_problem(self) -> str:
+        """Why a launch of this model cannot start yet, in one sentence; empty when it can."""
+        if self.native_context is not None and self.facts_status != self.FactsStatus.ERROR:
+            return ""
+        if self.facts_status == self.FactsStatus.READING:
+            return f"The config.json of {self} is still being read; try again in a few seconds."
+        if self.facts_status == self.FactsStatus.ERROR:
+            return f"{self} cannot be launched: {self.facts_error}"
+        if self.native_context is None:
+            return (
+                f'The native context of {self} is not known yet: press "Read config.json again" '
+                "on the model's page."
+            )
+        return ""
 
     def refresh_facts(self) -> bool:
-        """Read config.json through huggingface_hub (cache first) with the site's token."""
+        """Read config.json through huggingface_hub (cache first) with the site's token.
+
+        Returns whether the facts were read; otherwise the row holds status "error" and the problem
+        as a sentence (never a traceback, never the token).
+        """
         from launches.vllm.modelinfo import ModelConfigError, read_model_facts
 
         try:
@@ -264,6 +352,9 @@ class ModelSpec(models.Model):
         except ModelConfigError as exc:
             # The messages name the model and the problem, never the token.
             self.record_facts_error(str(exc))
+            return False
+        except Exception as exc:  # noqa: BLE001  (any failure must end the "reading" state in words)
+            self.record_facts_error(f"reading config.json failed unexpectedly ({type(exc).__name__}).")
             return False
         self.apply_facts(facts.to_dict())
         return True

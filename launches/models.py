@@ -303,11 +303,8 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
         profiles = {card.profile_id for card in cards}
         if len(profiles) > 1:
             raise LaunchRefused("The GPUs of one launch must be of the same kind; choose cards of one model.")
-        if config.model.native_context is None:
-            raise LaunchRefused(
-                f"The native context of {config.model} is not known yet: read its config.json first "
-                "(the model's page has a button for it)."
-            )
+        if config.model.facts_problem:
+            raise LaunchRefused(config.model.facts_problem)
         busy = self.active().filter(host=host).exclude(kind=Launch.Kind.TEST_YARN)
         for other in busy.only("id", "config_snapshot"):
             if set(other.config_snapshot.get("gpu_indices", [])) & set(config.gpu_index_list):

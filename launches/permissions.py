@@ -26,3 +26,8 @@ def can_operate(user: User) -> bool:
 
 def can_edit_configs(user: User) -> bool:
     return _active_staff(user) and user.has_perm("launches.change_launchconfig")
+
+
+def can_edit_models(user: User) -> bool:
+    """Add models and have their config.json read again."""
+    return _active_staff(user) and user.has_perm("gpus.change_modelspec")

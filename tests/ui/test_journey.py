@@ -76,9 +76,9 @@ def add_config(tab, live_server, name: str, model_label: str, host: str) -> None
     tab.goto(live_server.url + reverse("admin:index"))
     tab.get_by_role("link", name="Launch configs").first.click()
     tab.get_by_role("link", name=re.compile("Add launch config")).click()
-    tab.get_by_label("Name:").fill(name)
-    tab.get_by_label("Model:").select_option(label=model_label)
-    tab.get_by_label("Host:").select_option(label=host)
+    tab.get_by_label("Name:", exact=True).fill(name)
+    tab.get_by_label("Model:", exact=True).select_option(label=model_label)
+    tab.get_by_label("Host:", exact=True).select_option(label=host)
     tab.get_by_label("Quantization:").fill("awq")
     tab.get_by_role("button", name="Save and continue editing").click()
 
@@ -104,7 +104,7 @@ def test_a_new_operator_adds_a_model_by_folder_launches_it_on_both_vllm_eras_and
     page.get_by_label("Source:").fill(str(folder))
     page.get_by_role("button", name="Save and continue editing").click()
     recorder.check()
-    expect(page.locator(".field-native_context")).to_contain_text("40,960", timeout=30_000)
+    expect(page.locator("#content")).to_contain_text("40,960 tokens", timeout=30_000)
     expect(page.locator("body")).to_contain_text("Read at", timeout=5_000)
     recorder.check()
 
