@@ -353,8 +353,12 @@ class ModelSpec(models.Model):
             # The messages name the model and the problem, never the token.
             self.record_facts_error(str(exc))
             return False
-        except Exception as exc:  # noqa: BLE001  (any failure must end the "reading" state in words)
-            self.record_facts_error(f"reading config.json failed unexpectedly ({type(exc).__name__}).")
+        except Exception as exc:
+            # Whatever goes wrong, the model must not stay "reading": say it in words.
+            self.record_facts_error(
+                f"Reading the config.json of {self} failed unexpectedly ({type(exc).__name__}); "
+                "the control worker's log has the details."
+            )
             return False
         self.apply_facts(facts.to_dict())
         return True
