@@ -307,7 +307,7 @@ class LaunchConfigAdmin(OperateActionsMixin, admin.ModelAdmin):
             return HttpResponseRedirect(change_url)
         if request.method == "POST" and request.POST.get("post") == "yes":
             stop_launches(request, active)
-            return HttpResponseRedirect(change_url)
+            return HttpResponseRedirect(live_url(active[0]) if len(active) == 1 else change_url)
         return stop_confirmation(request, self, active)
 
     # -- list actions --------------------------------------------------------------------------------
@@ -527,7 +527,8 @@ class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
             return HttpResponseRedirect(change_url)
         if request.method == "POST" and request.POST.get("post") == "yes":
             stop_launches(request, [launch])
-            return HttpResponseRedirect(change_url)
+            # The live page follows the stop to its end.
+            return HttpResponseRedirect(live_url(launch))
         return stop_confirmation(request, self, [launch])
 
     def export_csv_view(self, request: HttpRequest) -> StreamingHttpResponse:

@@ -424,6 +424,14 @@ class Launch(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="launches"
     )
+    stopped_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Who asked for the stop; empty when the launch ended by itself or by the run script.",
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     reason = models.TextField(blank=True, help_text="Why the launch ended as it did, in plain words.")
     outcome = models.CharField(max_length=40, blank=True, help_text="The verdict of the last attempt.")
@@ -489,11 +497,15 @@ class Launch(models.Model):
         """Ask the host to stop the server (or abandon a start in progress)."""
         if self.is_terminal:
             raise LaunchRefused(f"Launch #{self.pk} has already ended ({self.get_status_display()}).")
+        by = user if getattr(user, "is_authenticated", False) else None
+        who = f" by {by.get_username()}" if by else ""
         if self.status == self.Status.QUEUED:
             # Not picked up yet: cancel here; the worker skips specs of cancelled launches.
-            self.transition(self.Status.CANCELLED, reason="Cancelled before a GPU host picked it up.")
+            self.transition(
+                self.Status.CANCELLED, reason=f"Cancelled{who} before a GPU host picked it up.", stopped_by=by
+            )
         else:
-            self.transition(self.Status.STOPPING)
+            self.transition(self.Status.STOPPING, stopped_by=by)
         transaction.on_commit(lambda: send_to_host(STOP_LAUNCH_TASK, self.host.queue, [self.pk]))
 
     # --- events from the GPU worker -----------------------------------------------------------
@@ -595,7 +607,9 @@ class Launch(models.Model):
         outcome = data.get("outcome") or "failed"
         reason = data.get("reason") or "The start failed."
         if outcome == "cancelled":
-            self.transition(self.Status.CANCELLED, reason="Stopped during the start.", outcome=outcome)
+            self.transition(
+                self.Status.CANCELLED, reason=f"Cancelled{self._by()} during the start.", outcome=outcome
+            )
         else:
             self.transition(self.Status.FAILED, reason=reason, outcome=outcome)
 
@@ -603,12 +617,57 @@ class Launch(models.Model):
         self.transition(self.Status.CANCELLED, reason=data.get("reason") or "Cancelled.")
 
     def _on_stopped(self, data: dict, when: datetime) -> None:
-        self.transition(self.Status.STOPPED, reason=data.get("reason") or "Stopped.")
+        if data.get("test_passed") and data.get("max_model_len"):
+            reason = self.yarn_test_verdict(int(data["max_model_len"]))
+        elif self.stopped_by_id:
+            reason = f"Stopped{self._by()}."
+        else:
+            reason = data.get("reason") or "Stopped."
+        self.transition(self.Status.STOPPED, reason=reason)
+
+    def _by(self) -> str:
+        return f" by {self.stopped_by.get_username()}" if self.stopped_by_id else ""
+
+    def yarn_test_verdict(self, served: int) -> str:
+        """The YaRN test's result in words, e.g. "YaRN ×2.0 on NVIDIA GeForce RTX 3060: vLLM came up
+        with 27,168 tokens; the factor gains nothing here (the native context is 40,960)."."""
+        factor = f"{float((self.spec or {}).get('yarn_factor') or 1.0):.1f}"
+        native = (self.spec or {}).get("native_context") or self.model.native_context
+        gpu = self.gpu_profile.name if self.gpu_profile_id else self.host.name
+        said = f"YaRN ×{factor} on {gpu}: vLLM came up with {served:,} tokens"
+        if not native:
+            return f"{said}."
+        if served <= native:
+            return f"{said}; the factor gains nothing here (the native context is {native:,})."
+        return f"{said}, {served / native:.1f}× the native {native:,}."
 
     def _on_crashed(self, data: dict, when: datetime) -> None:
         tail = "\n".join(data.get("log_tail") or [])
         reason = data.get("reason") or "The server exited."
         self.transition(self.Status.CRASHED, reason=f"{reason}\nLast log lines:\n{tail}" if tail else reason)
+
+    def summary(self) -> tuple[str, str]:
+        """(kind, sentence): where the launch stands, as the live page shows it.
+
+        One state at a time: serving (with its URL and context), stopping, or how it ended
+        (stopped, failed, cancelled, crashed, lost) with the reason. kind is the status for the
+        page's colours; "" while it is queued or starting.
+        """
+        status = self.status
+        if status == self.Status.READY:
+            served = f"{self.context_length:,}" if self.context_length else "an unknown number of"
+            return "ready", f"Serving at {self.server_url} with a context of {served} tokens."
+        if status == self.Status.STOPPING:
+            return "stopping", f"Stopping{self._by()}…"
+        if status == self.Status.STOPPED:
+            return "stopped", self.reason or "Stopped."
+        if status in {self.Status.QUEUED, self.Status.STARTING}:
+            return "", ""
+        label = self.get_status_display()
+        reason = self.reason or ""
+        if reason.startswith(label):
+            return status, reason
+        return status, f"{label}: {reason}" if reason else f"{label}."
 
     def public_url(self, worker_url: str) -> str:
         """The worker knows its port; clients reach the host by the address the site has for it."""

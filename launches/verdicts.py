@@ -28,7 +28,7 @@ def tokens(value: int | None) -> str:
 
 def describe_attempt(
     outcome: str,
-    requested_len: int | None,
+    requested_len: int | str | None,
     parsed_len: int | None = None,
     exit_code: int | None = None,
     next_len: int | None = None,
@@ -36,8 +36,13 @@ def describe_attempt(
     """One sentence: what vLLM said, and what the launcher does about it.
 
     ``next_len`` is the length of the attempt that followed, when there was one: it is what really
-    happened, so it is preferred over guessing the policy's next step.
+    happened, so it is preferred over guessing the policy's next step. ``requested_len`` is "auto"
+    (or None) for an auto-fit start (vLLM 0.14+ takes ``--max-model-len auto``).
     """
+    if not isinstance(requested_len, int):
+        requested_len = None
+    if not isinstance(next_len, int):
+        next_len = None
     asked = "the automatic length" if requested_len is None else f"{requested_len:,} tokens"
     restart = f" — restarting with {next_len:,}" if next_len else ""
     if outcome == "ready":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from django.contrib import admin
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -41,6 +43,7 @@ def live(request: HttpRequest, pk: int) -> HttpResponse:
         "launch": launch,
         "opts": Launch._meta,
         "can_operate": can_operate(request.user),
+        "summary": launch.summary(),
         "events_url": reverse("launches:events", args=[launch.pk]),
     }
     return TemplateResponse(request, "launches/live.html", context)
@@ -55,6 +58,9 @@ def _started_lengths(launch: Launch) -> dict[int, int | None]:
 def event_json(event: LaunchEvent, started: dict[int, int | None]) -> dict:
     data = dict(event.data)
     item = {"seq": event.seq, "kind": event.kind, "data": data, "at": event.received_at.isoformat()}
+    if event.kind == "attempt_started":
+        # A command one can paste into a shell.
+        item["command"] = shlex.join(str(part) for part in data.get("argv") or [])
     if event.kind == "attempt_finished":
         number = data.get("attempt")
         item["verdict"] = describe_attempt(
@@ -80,11 +86,15 @@ def events(request: HttpRequest, pk: int) -> JsonResponse:
         after = 0
     batch = list(LaunchEvent.objects.filter(launch=launch, seq__gt=after).order_by("seq")[:EVENTS_PER_ANSWER])
     started = _started_lengths(launch) if any(e.kind == "attempt_finished" for e in batch) else {}
+    summary_kind, summary = launch.summary()
     return JsonResponse(
         {
             "status": launch.status,
             "status_display": launch.get_status_display(),
             "terminal": launch.is_terminal,
+            "can_stop": can_operate(request.user) and launch.status in Launch.Status.active(),
+            "summary_kind": summary_kind,
+            "summary": summary,
             "reason": launch.reason,
             "server_url": launch.server_url,
             "context_length": launch.context_length,

@@ -67,7 +67,16 @@ class Recorder:
     def check(self) -> None:
         server_errors = [(status, url) for status, url in self.responses if status >= 500]
         assert not server_errors, f"the site answered with a server error: {server_errors}"
-        text = self.page.locator("body").inner_text()
+        self.page.wait_for_load_state("load")
+        # vLLM's own log lines (pre.log) may hold its tracebacks: they are what vLLM printed.
+        text = self.page.evaluate(
+            """() => {
+                if (!document.body) return "";
+                const body = document.body.cloneNode(true);
+                body.querySelectorAll("pre.log").forEach((log) => log.remove());
+                return body.innerText;
+            }"""
+        )
         found = BROKEN_WORDS.search(text)
         assert found is None, f"{self.page.url} shows {found.group(0)!r}:\n{text[:2000]}"
 
