@@ -37,6 +37,7 @@ class HostAdmin(admin.ModelAdmin):
         "vllm_version",
         "simulated",
         "nvml_status",
+        "vllm_error",
         "running_servers",
         "last_heartbeat",
         "worker_started_at",

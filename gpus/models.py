@@ -36,10 +36,8 @@ class HostQuerySet(models.QuerySet["Host"]):
             host.vllm_version = (report.get("vllm_version") or "")[:40]
             host.vllm_command = report.get("vllm_command") or host.vllm_command
             host.simulated = bool(report.get("simulated"))
-            status = report.get("nvml_status") or ""
-            if report.get("vllm_error"):
-                status = "; ".join(part for part in (status, f"vLLM: {report['vllm_error']}") if part)
-            host.nvml_status = status[:255]
+            host.nvml_status = (report.get("nvml_status") or "")[:255]
+            host.vllm_error = (report.get("vllm_error") or "")[:500]
             host.running_servers = list(report.get("running_servers") or [])
             host.save()
             # Without NVML the worker sees no cards; that is not the cards being taken out.
@@ -69,6 +67,11 @@ class Host(models.Model):
     vllm_version = models.CharField(max_length=40, blank=True, help_text="Reported by the host's worker.")
     simulated = models.BooleanField(default=False, help_text="Reported by the worker: simulated GPUs.")
     nvml_status = models.CharField(max_length=255, blank=True, help_text="NVML problems the worker reported.")
+    vllm_error = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Why the worker could not run vLLM's version query, if it could not.",
+    )
     running_servers = models.JSONField(default=list, blank=True, help_text="As of the last heartbeat.")
     last_heartbeat = models.DateTimeField(null=True, blank=True, db_index=True)
     worker_started_at = models.DateTimeField(null=True, blank=True)
@@ -93,6 +96,36 @@ class Host(models.Model):
     @property
     def is_online(self) -> bool:
         return self.last_heartbeat is not None and self.last_heartbeat >= self.online_cutoff()
+
+    @property
+    def problems(self) -> list[tuple[str, str]]:
+        """(short state, sentence) for each reason this host cannot start vLLM, as its worker reported.
+
+        Short states: "no NVIDIA driver found", "NVML error: …", "vLLM not found", "vLLM does not
+        answer". Empty for a host that can launch.
+        """
+        found = []
+        if self.nvml_status:
+            driver_missing = (
+                "No NVIDIA driver" in self.nvml_status or "driver is not loaded" in self.nvml_status
+            )
+            label = "no NVIDIA driver found" if driver_missing else f"NVML error: {self.nvml_status}"
+            found.append((label, self.nvml_status))
+        if self.vllm_error:
+            missing = "not found" in self.vllm_error or "No module named" in self.vllm_error
+            found.append(("vLLM not found" if missing else "vLLM does not answer", self.vllm_error))
+        return found
+
+    def launch_problem(self) -> str:
+        """Why a launch on this host would be refused now, in words; empty when nothing stands in the way."""
+        problems = self.problems
+        if not problems:
+            return ""
+        said = " ".join(sentence if sentence.endswith(".") else f"{sentence}." for _, sentence in problems)
+        return (
+            f"The host {self.name} cannot start vLLM: {said} "
+            "To see the whole flow without a GPU, run `make demo` (simulated GPU hosts)."
+        )
 
     @property
     def reachable_address(self) -> str:

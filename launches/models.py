@@ -281,6 +281,24 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
             marked += launch.transition(Launch.Status.LOST, reason=reason)
         return marked
 
+    def record_stack_stopped(self, host_names: list[str], reason: str) -> int:
+        """Record the launches of these hosts as ended on purpose, after the whole local stack (its
+        GPU workers and their servers) was stopped: running servers "stopped", starts "cancelled".
+
+        Called by the run script once nothing of the stack runs any more, so that the history and
+        the fleet are right at once rather than "lost" or "crashed" later. Returns how many changed.
+        """
+        from gpus.models import Host
+
+        changed = 0
+        for launch in self.active().filter(host__name__in=host_names):
+            target = (
+                Launch.Status.STOPPED if launch.status in {"ready", "stopping"} else Launch.Status.CANCELLED
+            )
+            changed += launch.transition(target, reason=reason)
+        Host.objects.filter(name__in=host_names).update(running_servers=[])
+        return changed
+
     def start(self, config: LaunchConfig, user, kind: str = "launch") -> Launch:
         """Create the launch row and enqueue its self-contained spec on the host's queue at commit.
 
@@ -295,6 +313,8 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
             .order_by("index")
         )
         missing = sorted(set(config.gpu_index_list) - {card.index for card in cards})
+        if host.launch_problem():
+            raise LaunchRefused(host.launch_problem())
         if missing:
             raise LaunchRefused(
                 f"Host {host.name} has not reported GPU {', '.join(map(str, missing))}. "

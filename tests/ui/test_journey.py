@@ -150,3 +150,59 @@ def test_a_new_operator_adds_a_model_by_folder_launches_it_on_both_vllm_eras_and
     page.get_by_role("button", name=re.compile("Yes")).click()
     expect(page.locator('[data-role="status"]')).to_have_text("Stopped", timeout=60_000)
     recorder.check()
+
+
+def test_a_host_without_gpus_says_so_on_the_fleet_and_launch_refuses_with_that_sentence(
+    page,  # noqa: F811
+    live_server,
+    operator,
+    tmp_path,
+):
+    """A real GPU worker on a machine without an NVIDIA driver, whose vLLM command does not exist."""
+    from playwright.sync_api import expect
+
+    from aifred_site.celery import app
+    from gpus.models import Host
+    from gpus.nvml import read_inventory_or_empty
+    from tests.workers.conftest import (
+        CONTROL_QUEUE,
+        TEST_REDIS_URL,
+        Fleet,
+        database_url_for_subprocesses,
+        host_name,
+        wait_for,
+    )
+
+    if read_inventory_or_empty().gpus:
+        pytest.skip("this machine has an NVIDIA GPU")
+    previous = app.conf.broker_url, app.conf.task_default_queue
+    app.conf.broker_url, app.conf.task_default_queue = TEST_REDIS_URL, CONTROL_QUEUE
+    fleet = Fleet(tmp_path, database_url_for_subprocesses())
+    try:
+        fleet.control_worker()
+        fleet.gpu_worker("bare-vm", "", "0.11.0", AIFRED_VLLM_COMMAND="no-such-vllm serve")
+        name = host_name("bare-vm")
+        wait_for(lambda: Host.objects.filter(name=name).exclude(vllm_error="").exists(), 40, "its report")
+        recorder = Recorder(page)
+        log_in(page, live_server, operator)
+        page.get_by_role("link", name="Fleet").first.click()
+        card = page.locator("section.host-card", has_text=name)
+        expect(card).to_contain_text("no NVIDIA driver found")
+        expect(card).to_contain_text("vLLM not found")
+        recorder.check()
+
+        page.get_by_role("link", name="Models").first.click()
+        page.get_by_role("link", name=re.compile("Add model")).click()
+        page.get_by_label("Source:").fill(str(DEMO_MODEL))
+        page.get_by_role("button", name="Save and continue editing").click()
+        expect(page.locator("#content")).to_contain_text("40,960 tokens", timeout=30_000)
+        add_config(page, live_server, "demo on the bare VM", str(DEMO_MODEL), name)
+        page.get_by_role("button", name="Launch", exact=True).click()
+        error = page.locator(".messagelist .error")
+        expect(error).to_contain_text(f"The host {name} cannot start vLLM: No NVIDIA driver found")
+        expect(error).to_contain_text("no-such-vllm was not found")
+        expect(error).to_contain_text("make demo")
+        recorder.check()
+    finally:
+        fleet.close()
+        app.conf.broker_url, app.conf.task_default_queue = previous
