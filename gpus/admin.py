@@ -63,7 +63,8 @@ class HostAdmin(admin.ModelAdmin):
 
 @admin.register(GpuProfile)
 class GpuProfileAdmin(ReadOnlyAdmin):
-    list_display = ("name", "memory_total_mib", "created_at")
+    list_display = ("name", "memory_total_mib", "simulated", "created_at")
+    list_filter = ("simulated",)
     search_fields = ("name",)
 
 

@@ -45,6 +45,7 @@ class HostQuerySet(models.QuerySet["Host"]):
                 report.get("gpus") or [],
                 report.get("driver_version") or "",
                 retire_missing=not report.get("nvml_status"),
+                simulated=host.simulated,
             )
         return host
 
@@ -131,17 +132,24 @@ class Host(models.Model):
     def reachable_address(self) -> str:
         return self.address or self.name
 
-    def sync_cards(self, reported: list[dict[str, Any]], driver_version: str, retire_missing: bool) -> None:
+    def sync_cards(
+        self,
+        reported: list[dict[str, Any]],
+        driver_version: str,
+        retire_missing: bool,
+        simulated: bool = False,
+    ) -> None:
         """Bring the current cards of this host in line with what NVML reported.
 
         A card whose UUID, name, memory or driver differs from the row in its slot is a GPU change:
-        the old row is retired with the reason and a new one takes the slot.
+        the old row is retired with the reason and a new one takes the slot. Simulated cards get
+        profiles of their own, so nothing learned on them ever applies to a real card of that name.
         """
         now = timezone.now()
         current = {card.index: card for card in self.gpus.current().select_related("profile")}
         for info in reported:
             profile, _ = GpuProfile.objects.get_or_create(
-                name=info["name"], memory_total_mib=int(info["memory_total_mib"])
+                name=info["name"], memory_total_mib=int(info["memory_total_mib"]), simulated=simulated
             )
             card = current.pop(int(info["index"]), None)
             if card is not None:
@@ -174,17 +182,28 @@ class GpuProfile(models.Model):
 
     name = models.CharField(max_length=200, help_text="NVML product name.")
     memory_total_mib = models.PositiveIntegerField()
+    simulated = models.BooleanField(
+        default=False, help_text="Cards a GPU worker simulates: what is learned on them is kept apart."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         verbose_name = "GPU profile"
         ordering = ["name", "memory_total_mib"]
         constraints = [
-            models.UniqueConstraint(fields=["name", "memory_total_mib"], name="gpuprofile_unique_name_memory")
+            models.UniqueConstraint(
+                fields=["name", "memory_total_mib", "simulated"],
+                name="gpuprofile_unique_name_memory_simulated",
+            )
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.memory_total_mib / 1024:.0f} GiB)"
+        return f"{self.name} ({self.memory_total_mib / 1024:.0f} GiB){self.simulated_mark}"
+
+    @property
+    def simulated_mark(self) -> str:
+        """ " · simulated" for a simulated card's profile, "" otherwise: appended wherever it is named."""
+        return " · simulated" if self.simulated else ""
 
 
 class GpuQuerySet(models.QuerySet["Gpu"]):
@@ -225,7 +244,7 @@ class Gpu(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.host.name}:{self.index} {self.profile.name}"
+        return f"{self.host.name}:{self.index} {self.profile.name}{self.profile.simulated_mark}"
 
     def changes_from(self, info: dict[str, Any], profile: GpuProfile, driver_version: str) -> list[str]:
         """What makes the reported card a different GPU than this row, in words."""

@@ -653,7 +653,8 @@ class Launch(models.Model):
         with 27,168 tokens; the factor gains nothing here (the native context is 40,960)."."""
         factor = f"{float((self.spec or {}).get('yarn_factor') or 1.0):.1f}"
         native = (self.spec or {}).get("native_context") or self.model.native_context
-        gpu = self.gpu_profile.name if self.gpu_profile_id else self.host.name
+        profile = self.gpu_profile
+        gpu = profile.name + profile.simulated_mark if profile is not None else self.host.name
         said = f"YaRN ×{factor} on {gpu}: vLLM came up with {served:,} tokens"
         if not native:
             return f"{said}."
