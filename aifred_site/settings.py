@@ -127,7 +127,13 @@ if DATABASE_URL.startswith("sqlite:///"):
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web, control worker, tests) write to one file: wait instead of failing.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"}
+    # IMMEDIATE takes the write lock when a transaction begins, so one that read first cannot fail
+    # with "database is locked" when it comes to write (SQLite does not wait for an upgrade).
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL;",
+        "transaction_mode": "IMMEDIATE",
+    }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME") or None}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -178,6 +184,8 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 # The control worker's queue; tests give each run its own name so parallel runs do not collide.
 CONTROL_QUEUE = env_str("AIFRED_CONTROL_QUEUE", "control")
+# The port the site itself listens on (`make run` sets it from --bind): no vLLM server may take it.
+SITE_PORT = env_int("AIFRED_SITE_PORT", 8000)
 CELERY_TASK_DEFAULT_QUEUE = CONTROL_QUEUE
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -85,7 +85,11 @@ class LaunchConfig(models.Model):
         max_length=50, default="0", validators=[validate_gpu_indices], help_text="e.g. 0 or 0,1"
     )
     port = models.PositiveIntegerField(
-        default=8000, validators=[MinValueValidator(PORT_MIN), MaxValueValidator(PORT_MAX)]
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(PORT_MIN), MaxValueValidator(PORT_MAX)],
+        help_text="Empty: the host's GPU worker picks a free port (its AIFRED_PORT_RANGE, 8100-8199 by "
+        "default) and the launch shows it. A fixed port must not be the site's own.",
     )
     served_model_name = models.CharField(max_length=200, blank=True)
     gpu_memory_utilization = models.FloatField(
@@ -140,7 +144,8 @@ class LaunchConfig(models.Model):
                 name="launchconfig_gpu_memory_utilization_range",
             ),
             models.CheckConstraint(
-                condition=Q(port__gte=PORT_MIN) & Q(port__lte=PORT_MAX), name="launchconfig_port_range"
+                condition=Q(port__isnull=True) | (Q(port__gte=PORT_MIN) & Q(port__lte=PORT_MAX)),
+                name="launchconfig_port_range",
             ),
             models.CheckConstraint(
                 condition=Q(context_cap__isnull=True) | Q(context_cap__gt=0),
@@ -181,8 +186,33 @@ class LaunchConfig(models.Model):
                     f"Tensor parallel size {self.tensor_parallel_size} needs as many GPUs; "
                     f"{count} listed in GPU indices."
                 )
+        if self.port and self.port == settings.SITE_PORT:
+            errors["port"] = (
+                f"Port {self.port} is the site's own port; leave the port empty (the host picks a free "
+                "one) or choose another."
+            )
         if errors:
             raise ValidationError(errors)
+
+    def port_problem(self) -> str:
+        """Why this config's fixed port cannot be used on its host now, in words; "" when it can."""
+        if not self.port:
+            return ""
+        if self.port == settings.SITE_PORT:
+            return f"Port {self.port} is the site's own port; leave the port empty or choose another."
+        for server in self.host.running_servers or []:
+            if server.get("port") == self.port:
+                return (
+                    f"Port {self.port} on {self.host.name} is taken by launch #{server.get('launch_id')}; "
+                    "leave the port empty (the host picks a free one) or choose another."
+                )
+        for other in Launch.objects.active().filter(host_id=self.host_id).only("id", "config_snapshot"):
+            if other.config_snapshot.get("port") == self.port:
+                return (
+                    f"Port {self.port} on {self.host.name} is taken by launch #{other.pk}; leave the port "
+                    "empty (the host picks a free one) or choose another."
+                )
+        return ""
 
     def gpu_profile(self) -> GpuProfile | None:
         """The kind of GPU this config would run on, from the cards its host last reported.
@@ -332,6 +362,8 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
                     f"Launch #{other.pk} is still using GPU {other.config_snapshot.get('gpu_indices')} "
                     f"on {host.name}; stop it first (one launch at a time per GPU)."
                 )
+        if config.port_problem():
+            raise LaunchRefused(config.port_problem())
         fingerprint, fields = memory_fingerprint(
             {**config.memory_options(), "vllm_version": host.vllm_version}
         )
@@ -792,7 +824,7 @@ class LaunchConfigChange(models.Model):
     def display_value(cls, config: LaunchConfig, field_name: str) -> str:
         value = getattr(config, field_name)
         if value is None:
-            return ""
+            return "empty (picked by the host)" if field_name == "port" else ""
         if isinstance(value, bool):
             return "yes" if value else "no"
         return str(value)

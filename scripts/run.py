@@ -176,6 +176,7 @@ def main() -> int:
     env.setdefault("DEBUG", "1")
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     env.setdefault("DJANGO_SETTINGS_MODULE", "aifred_site.settings")
+    env["AIFRED_SITE_PORT"] = args.bind.rpartition(":")[2]
     os.environ.update(env)
 
     supervisor = Supervisor()
