@@ -266,14 +266,21 @@ class Gpu(models.Model):
 def validate_model_source(value: str) -> None:
     """A model folder on this machine (with a config.json) or a valid Hugging Face repo id.
 
-    Raises ValidationError with what was wrong and how to fix it. A value that starts like a path
-    ("/", ".", "~") is a folder; anything else must pass huggingface_hub's ``validate_repo_id``.
+    Raises ValidationError with what was wrong and how to fix it. A value that starts with "/" or
+    "~" is a folder; a relative path is refused (the GPU workers run elsewhere); anything else must
+    pass huggingface_hub's ``validate_repo_id``.
     """
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
     value = (value or "").strip()
-    if value.startswith(("/", ".", "~")) or "\\" in value:
+    if value.startswith(".") or "\\" in value:
+        raise ValidationError(
+            "Give a local model folder as an absolute path (starting with / or ~), the same on this "
+            "machine and on the GPU hosts; %(value)s is relative.",
+            params={"value": value},
+        )
+    if value.startswith(("/", "~")):
         folder = Path(value).expanduser()
         if not folder.is_dir():
             raise ValidationError(

@@ -336,6 +336,8 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
         GPU host needs no database. Re-detect ignores (and later replaces) the known limit.
         """
         host = config.host
+        if config.model.facts_problem:
+            raise LaunchRefused(config.model.facts_problem)
         cards = list(
             Gpu.objects.current()
             .filter(host=host, index__in=config.gpu_index_list)
@@ -353,8 +355,6 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
         profiles = {card.profile_id for card in cards}
         if len(profiles) > 1:
             raise LaunchRefused("The GPUs of one launch must be of the same kind; choose cards of one model.")
-        if config.model.facts_problem:
-            raise LaunchRefused(config.model.facts_problem)
         busy = self.active().filter(host=host).exclude(kind=Launch.Kind.TEST_YARN)
         for other in busy.only("id", "config_snapshot"):
             if set(other.config_snapshot.get("gpu_indices", [])) & set(config.gpu_index_list):
