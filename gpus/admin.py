@@ -176,8 +176,8 @@ class DetectedLimitAdmin(ReadOnlyAdmin):
     list_display = (
         "model",
         "profile",
-        "max_model_len",
-        "kv_capacity_tokens",
+        "tokens",
+        "kv_capacity",
         "learned_from",
         "vllm_version",
         "learned_at",
@@ -186,3 +186,11 @@ class DetectedLimitAdmin(ReadOnlyAdmin):
     list_filter = ("profile", "learned_from", "vllm_version")
     list_select_related = ("model", "profile", "launch")
     search_fields = ("model__source", "profile__name")
+
+    @admin.display(description="max model len", ordering="max_model_len")
+    def tokens(self, obj: DetectedLimit) -> str:
+        return f"{obj.max_model_len:,}" if obj.is_ceiling else f"at least {obj.max_model_len:,}"
+
+    @admin.display(description="KV cache (tokens)", ordering="kv_capacity_tokens")
+    def kv_capacity(self, obj: DetectedLimit) -> str:
+        return f"{obj.kv_capacity_tokens:,}" if obj.kv_capacity_tokens else "—"

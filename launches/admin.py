@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import csv
+import shlex
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
@@ -30,8 +33,8 @@ from launches.models import (
     LaunchRefused,
     validate_yarn_factor,
 )
-from launches.permissions import can_operate, can_view
-from launches.verdicts import OUTCOME_LABELS, describe_attempt
+from launches.permissions import ROLE_GROUPS, can_operate, can_view
+from launches.verdicts import OUTCOME_LABELS, describe_attempt, describe_exit
 
 
 # Fields of the config form that change the preview's hardware limit (they form the fingerprint).
@@ -357,7 +360,7 @@ class LaunchAttemptInline(ReadOnlyInline):
         "requested",
         "outcome_label",
         "verdict",
-        "exit_code",
+        "exit_display",
         "duration_display",
         "argv_display",
         "log_tail_display",
@@ -379,16 +382,21 @@ class LaunchAttemptInline(ReadOnlyInline):
             return "running…"
         return describe_attempt(obj.outcome, obj.requested_len, obj.parsed_len, obj.exit_code)
 
+    @admin.display(description="ended")
+    def exit_display(self, obj: LaunchAttempt) -> str:
+        return describe_exit(obj.exit_code) if obj.outcome and obj.outcome != "ready" else "—"
+
     @admin.display(description="time")
     def duration_display(self, obj: LaunchAttempt) -> str:
         return "—" if obj.duration is None else f"{obj.duration:.1f} s"
 
-    @admin.display(description="argv")
+    @admin.display(description="command")
     def argv_display(self, obj: LaunchAttempt) -> str:
+        # A command one can paste into a shell.
         return format_html(
             '<details><summary>{} arguments</summary><code class="argv">{}</code></details>',
             len(obj.argv),
-            " ".join(map(str, obj.argv)),
+            shlex.join(map(str, obj.argv)),
         )
 
     @admin.display(description="log tail")
@@ -436,8 +444,8 @@ class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
     list_display = (
         "id",
         "status",
-        "outcome",
-        "context_length",
+        "outcome_label",
+        "context_display",
         "host",
         "model",
         "gpu_profile",
@@ -459,7 +467,16 @@ class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
         "created_at",
     )
     list_select_related = ("host", "model", "gpu_profile", "requested_by")
-    search_fields = ("=id", "config_snapshot__name", "model__source", "host__name", "reason")
+    # A port is found through the server's URL (":8101"), a user by name.
+    search_fields = (
+        "=id",
+        "config_snapshot__name",
+        "model__source",
+        "host__name",
+        "reason",
+        "requested_by__username",
+        "server_url",
+    )
     list_per_page = 50
     inlines = [LaunchAttemptInline]
     actions = ["stop_selected"]
@@ -489,6 +506,14 @@ class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
 
     class Media:
         css = {"all": ("launches/launches.css",)}
+
+    @admin.display(description="outcome", ordering="outcome")
+    def outcome_label(self, obj: Launch) -> str:
+        return OUTCOME_LABELS.get(obj.outcome, obj.outcome or "—")
+
+    @admin.display(description="context", ordering="context_length")
+    def context_display(self, obj: Launch) -> str:
+        return f"{obj.context_length:,}" if obj.context_length else "—"
 
     @admin.display(description="live")
     def live_link(self, obj: Launch) -> str:
@@ -571,3 +596,22 @@ class LaunchConfigChangeAdmin(ReadOnlyAdmin):
     list_filter = ("config", "field", ("user", admin.RelatedFieldListFilter))
     list_select_related = ("config", "user")
     search_fields = ("config__name", "field", "old_value", "new_value")
+
+
+# The users list shows each user's role (the role groups), so an administrator sees who may do what.
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserWithRoleAdmin(UserAdmin):
+    list_display = ("username", "role", "email", "is_staff", "is_superuser", "is_active", "last_login")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("groups")
+
+    @admin.display(description="role")
+    def role(self, obj: User) -> str:
+        if obj.is_superuser:
+            return "Administrator"
+        roles = [group.name for group in obj.groups.all() if group.name in ROLE_GROUPS]
+        return ", ".join(roles) or "none (may see nothing)"

@@ -522,7 +522,10 @@ class Launch(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.config_snapshot.get('name', self.model_id)} on {self.host_id}"
+        """ "#1 Qwen3-8B-like on desk-3060": the config's name, and the host unless the name says it."""
+        name = str(self.config_snapshot.get("name") or self.model)
+        host = self.host.name if self.host_id else ""
+        return f"#{self.pk} {name}" if not host or host in name else f"#{self.pk} {name} on {host}"
 
     @property
     def is_terminal(self) -> bool:

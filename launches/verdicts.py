@@ -9,7 +9,7 @@ from __future__ import annotations
 
 OUTCOME_LABELS: dict[str, str] = {
     "ready": "Ready",
-    "context_too_long": "Context too long for the KV cache",
+    "context_too_long": "KV cache too small",
     "auto_fit": "Auto-fitted",
     "gpu_busy": "GPU busy",
     "weights_do_not_fit": "Weights do not fit",
@@ -76,6 +76,23 @@ def describe_attempt(
         return f"vLLM exited{code} for a reason the launcher does not recognise; see the log tail."
     label = OUTCOME_LABELS.get(outcome, outcome or "unknown")
     return f"Attempt ended: {label}{restart}"
+
+
+def describe_exit(exit_code: int | None) -> str:
+    """How vLLM's process ended, in words: "exit code 1", "killed by the launcher (SIGTERM)", or "—"
+    while it runs or when it was left serving. A negative code is the signal that ended it (as
+    Python's subprocess reports it); the launcher is what sends signals to its servers."""
+    if exit_code is None:
+        return "—"
+    if exit_code < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = f"signal {-exit_code}"
+        return f"killed by the launcher ({name})"
+    return f"exit code {exit_code}"
 
 
 def format_k(value: int | None) -> str:

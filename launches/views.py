@@ -39,7 +39,7 @@ def live(request: HttpRequest, pk: int) -> HttpResponse:
     )
     context = {
         **admin.site.each_context(request),
-        "title": f"Launch #{launch.pk}: {launch.config_snapshot.get('name', launch.model)}",
+        "title": str(launch),
         "launch": launch,
         "opts": Launch._meta,
         "can_operate": can_operate(request.user),
