@@ -147,6 +147,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
+# Dates shown with their time zone everywhere (aifred_site/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["aifred_site.formats"]
 USE_I18N = True
 USE_TZ = True
 
