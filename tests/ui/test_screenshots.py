@@ -82,6 +82,8 @@ def demo_fleet(operator) -> tuple[LaunchConfig, Launch]:
             operator,
             status=Launch.Status.STOPPED,
             outcome="ready",
+            context_length=26624 if number % 2 else 163840,
+            reason="Stopped by olivia-operator.",
             known_limit=None if first else 26624,
             created_at=created,
             ready_at=created + dt.timedelta(seconds=(68 + number % 5) if first else (38 + number % 7)),
@@ -130,6 +132,7 @@ def test_screenshots_for_the_readme(page, live_server, operator):  # noqa: F811
     page.goto(live_server.url + reverse("launches:fleet"))
     page.screenshot(path=str(out / "fleet-dashboard.png"), full_page=True)
 
+    page.set_viewport_size({"width": 1366, "height": 900})
     page.goto(live_server.url + reverse("admin:launches_launch_changelist"))
     page.screenshot(path=str(out / "launch-history.png"), full_page=True)
 
