@@ -410,7 +410,15 @@ class ModelSpec(models.Model):
             )
         except ModelConfigError as exc:
             # The messages name the model and the problem, never the token.
-            self.record_facts_error(str(exc))
+            message = str(exc)
+            if not settings.HF_TOKEN and type(exc.__cause__).__name__ in {
+                "GatedRepoError",
+                "RepositoryNotFoundError",
+            }:
+                message += (
+                    " The site has no HF_TOKEN: set it where the control worker and the GPU workers run."
+                )
+            self.record_facts_error(message)
             return False
         except Exception as exc:
             # Whatever goes wrong, the model must not stay "reading": say it in words.

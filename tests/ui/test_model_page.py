@@ -137,3 +137,34 @@ def test_read_again_is_a_button_for_operators_and_a_list_action(
     assert len(callbacks) == 1
     model.refresh_from_db()
     assert model.facts_status == "reading"
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        ("GatedRepoError", "is a gated repository"),
+        ("RepositoryNotFoundError", "does not exist or is private"),
+    ],
+)
+def test_a_gated_or_missing_repo_without_hf_token_ends_as_a_sentence_that_names_hf_token(
+    operator, settings, monkeypatch, error, words
+):
+    """The hub's answer is played by raising its own error type (no network in the suite)."""
+    import httpx2 as httpx
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    def hub_says(*args, local_files_only=False, **kwargs):
+        if local_files_only:
+            raise errors.LocalEntryNotFoundError("not in the cache")
+        response = httpx.Response(401, request=httpx.Request("GET", "https://huggingface.co/acme/llm"))
+        raise getattr(errors, error)("refused", response=response)
+
+    settings.HF_TOKEN = None
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub_says)
+    model = ModelSpec.objects.create(source="acme/llm-7b")
+    assert not tasks.read_model_facts(model.pk)
+    model.refresh_from_db()
+    assert words in model.facts_error
+    assert "The site has no HF_TOKEN" in model.facts_error
+    assert "Traceback" not in model.facts_error
