@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from django.contrib import admin
@@ -55,8 +56,34 @@ def _started_lengths(launch: Launch) -> dict[int, int | None]:
     return {data.get("attempt"): data.get("requested_len") for data in started}
 
 
+# vLLM's log prefix: "INFO 11-30 02:38:32 [core.py:708]" (also after a "(EngineCore_DP0 pid=1) " tag).
+VLLM_LOG_TIME = re.compile(r"\b(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) (\d\d-\d\d \d\d:\d\d:\d\d)\b")
+
+
+def in_written_order(lines: list[str]) -> list[str]:
+    """A batch of stdout and stderr lines in the order vLLM wrote them, as far as its timestamps tell.
+
+    The worker reads the two streams separately, so a line of one can arrive before an earlier line of
+    the other. Lines are sorted, stably, by the second vLLM stamped on them; a line without a stamp
+    (a traceback's lines, a continuation) stays with the stamped line before it.
+    """
+    groups: list[tuple[str, list[str]]] = []
+    for line in lines:
+        stamp = VLLM_LOG_TIME.search(line)
+        if stamp or not groups:
+            groups.append((stamp.group(1) if stamp else "", [line]))
+        else:
+            groups[-1][1].append(line)
+    # Unstamped leading lines sort with the first stamp, so they are not moved to the front.
+    first = next((stamp for stamp, _ in groups if stamp), "")
+    ordered = sorted(groups, key=lambda group: group[0] or first)
+    return [line for _, group in ordered for line in group]
+
+
 def event_json(event: LaunchEvent, started: dict[int, int | None]) -> dict:
     data = dict(event.data)
+    if event.kind == "log" and isinstance(data.get("lines"), list):
+        data["lines"] = in_written_order([str(line) for line in data["lines"]])
     item = {"seq": event.seq, "kind": event.kind, "data": data, "at": event.received_at.isoformat()}
     if event.kind == "attempt_started":
         # A command one can paste into a shell.
