@@ -531,6 +531,11 @@ class Launch(models.Model):
     def is_terminal(self) -> bool:
         return self.status in self.Status.terminal()
 
+    @property
+    def can_be_stopped(self) -> bool:
+        """Something is there to stop: queued, starting or running (not already stopping or ended)."""
+        return self.status in {self.Status.QUEUED, self.Status.STARTING, self.Status.READY}
+
     @classmethod
     def sources_of(cls, target: str) -> list[str]:
         return [source for source, targets in cls.TRANSITIONS.items() if target in targets]

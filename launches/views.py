@@ -119,7 +119,7 @@ def events(request: HttpRequest, pk: int) -> JsonResponse:
             "status": launch.status,
             "status_display": launch.get_status_display(),
             "terminal": launch.is_terminal,
-            "can_stop": can_operate(request.user) and launch.status in Launch.Status.active(),
+            "can_stop": can_operate(request.user) and launch.can_be_stopped,
             "summary_kind": summary_kind,
             "summary": summary,
             "reason": launch.reason,

@@ -87,3 +87,12 @@ def test_stdout_and_stderr_lines_of_a_batch_come_in_the_order_vllm_stamped_them(
     ]
     assert in_written_order(read) == [read[1], read[2], read[3], read[0], read[4]]
     assert in_written_order(["no stamp", *read[:1]]) == ["no stamp", read[0]]
+
+
+def test_stop_is_offered_only_while_something_can_be_stopped(client, operator, config):
+    client.force_login(operator)
+    offered = {}
+    for status in Launch.Status.values:
+        launch = make_launch(config, operator, status=status)
+        offered[status] = client.get(reverse("launches:events", args=[launch.pk])).json()["can_stop"]
+    assert {status for status, can in offered.items() if can} == {"queued", "starting", "ready"}
