@@ -19,7 +19,7 @@ from gpus.models import DetectedLimit, Host
 from launches.charts import time_to_ready_chart
 from launches.models import Launch, LaunchEvent
 from launches.permissions import can_operate, can_view
-from launches.verdicts import describe_attempt
+from launches.verdicts import describe_attempt, describe_exit
 
 # One answer carries at most this many events; the page asks again at once when there were more.
 EVENTS_PER_ANSWER = 500
@@ -97,6 +97,8 @@ def event_json(event: LaunchEvent, started: dict[int, int | None]) -> dict:
             data.get("exit_code"),
             next_len=started.get(number + 1) if isinstance(number, int) else None,
         )
+        if data.get("outcome") != "ready":
+            item["ended"] = describe_exit(data.get("exit_code"))
     return item
 
 

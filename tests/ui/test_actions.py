@@ -83,8 +83,12 @@ def test_stopping_from_the_config_page_asks_for_confirmation_first(
     with django_capture_on_commit_callbacks() as callbacks:
         response = client.post(url, {"post": "yes"})
     assert response.status_code == 302
+    assert response["Location"] == reverse("launches:live", args=[running.pk]), (
+        "the live page follows the stop"
+    )
     running.refresh_from_db()
     assert running.status == Launch.Status.STOPPING
+    assert running.stopped_by == operator
     assert len(callbacks) == 1
 
 

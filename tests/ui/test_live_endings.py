@@ -53,6 +53,12 @@ def ready_at(served: int) -> tuple[str, dict]:
     return "ready", {"url": "http://127.0.0.1:8101/v1", "max_model_len": served, "pid": 1, "pgid": 1}
 
 
+def ask_to_stop(launch: Launch, user) -> None:
+    """What Launch.request_stop writes, without sending the stop to a host: these tests have no
+    broker, and a message sent now would tie the site's broker connection to the wrong Redis."""
+    assert launch.transition(Launch.Status.STOPPING, stopped_by=user)
+
+
 def open_live(page, live_server, operator, launch: Launch):  # noqa: F811
     log_in(page, live_server, operator)
     page.goto(live_server.url + reverse("launches:live", args=[launch.pk]))
@@ -85,7 +91,7 @@ def test_a_stopped_server_ends_stopped_by_whom_with_its_auto_fit_attempt_in_seco
     launch = make_launch(config, operator)
     feed(launch, ("accepted", {}), started(1, "auto"), finished(1, "ready", now, parsed_len=40960))
     feed(launch, ready_at(40960))
-    launch.request_stop(operator)
+    ask_to_stop(launch, operator)
     feed(launch, ("stopped", {"reason": "Stopped on request."}))
     result = open_live(page, live_server, operator, launch)
     assert_ended(page, result, "Stopped", "Stopped by olivia-operator.")
@@ -107,6 +113,11 @@ def test_a_failed_start_ends_failed_with_the_reason(page, live_server, config, o
     )
     result = open_live(page, live_server, operator, launch)
     assert_ended(page, result, "Failed", f"Failed: {reason}")
+    from playwright.sync_api import expect
+
+    expect(page.locator('section.attempt[data-attempt="1"] .verdict')).to_contain_text(
+        "(12.5 s) · exit code 1"
+    )
 
 
 def test_a_start_the_operator_stopped_ends_cancelled_not_failed(
@@ -118,7 +129,7 @@ def test_a_start_the_operator_stopped_ends_cancelled_not_failed(
     now = time.time()
     launch = make_launch(config, operator)
     feed(launch, ("accepted", {}), started(1, 40960))
-    launch.request_stop(operator)
+    ask_to_stop(launch, operator)
     feed(launch, finished(1, "cancelled", now), ("failed", {"outcome": "cancelled", "reason": "stopped"}))
     result = open_live(page, live_server, operator, launch)
     assert_ended(page, result, "Cancelled", "Cancelled by olivia-operator during the start.")
@@ -160,7 +171,7 @@ def test_a_yarn_test_that_gains_nothing_says_so_in_words(page, live_server, conf
         launch,
         ("accepted", {}),
         started(1, 81920),
-        finished(1, "context_too_long", now, parsed_len=27168, exit_code=1),
+        finished(1, "context_too_long", now, parsed_len=27168, exit_code=-9),
         started(2, 27168),
         finished(2, "ready", now + 13, parsed_len=27168),
         ready_at(27168),
@@ -178,5 +189,6 @@ def test_a_yarn_test_that_gains_nothing_says_so_in_words(page, live_server, conf
         "the factor gains nothing here",
     )
     expect(page.locator('section.attempt[data-attempt="1"] .verdict')).to_contain_text(
-        "KV cache too small for 81,920 tokens; vLLM says 27,168 fit — restarting with 27,168"
+        "KV cache too small for 81,920 tokens; vLLM says 27,168 fit — restarting with 27,168 (12.5 s) · "
+        "killed by the launcher (SIGKILL)"
     )

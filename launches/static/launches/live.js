@@ -99,8 +99,9 @@
         parts.finished = true;
         const tookMs = toMs(data.ended_at) - toMs(data.started_at);
         const took = isFinite(tookMs) && tookMs >= 0 ? " (" + seconds(tookMs) + ")" : "";
-        parts.verdict.textContent = (event.verdict || data.outcome) + took;
-        if (data.exit_code !== null && data.exit_code !== undefined) parts.verdict.title = "exit code " + data.exit_code;
+        // How vLLM's process ended (exit code, or killed by the launcher), for an attempt that did not serve.
+        const ended = event.ended && event.ended !== "—" ? " · " + event.ended : "";
+        parts.verdict.textContent = (event.verdict || data.outcome) + took + ended;
       } else if (event.kind === "limit_learned") {
         const kv = data.kv_capacity_tokens ? " (KV cache: " + fmt(data.kv_capacity_tokens) + " tokens)" : "";
         // "fits" carries no number: the length asked for fitted, which says nothing about what is above it.
