@@ -126,6 +126,8 @@ def test_a_new_operator_adds_a_model_by_folder_launches_it_on_both_vllm_eras_and
     result = page.locator('[data-role="result"]')
     expect(result).to_contain_text("Serving at http://", timeout=60_000)
     expect(result).to_contain_text("40,960 tokens")
+    # The config left its port empty: the host's worker picked one of its range (8100-8199).
+    expect(result).to_contain_text(re.compile(r"Serving at http://[^ ]+:81\d\d "))
     expect(page.locator('[data-role="status"]')).to_have_text("Running")
     recorder.check()
 
