@@ -150,6 +150,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
+# Dates shown with their time zone everywhere (aifred_site/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["aifred_site.formats"]
 USE_I18N = True
 USE_TZ = True
 
@@ -187,6 +189,8 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 # The control worker's queue; tests give each run its own name so parallel runs do not collide.
 CONTROL_QUEUE = env_str("AIFRED_CONTROL_QUEUE", "control")
+# The port the site itself listens on (`make run` sets it from --bind): no vLLM server may take it.
+SITE_PORT = env_int("AIFRED_SITE_PORT", 8000)
 CELERY_TASK_DEFAULT_QUEUE = CONTROL_QUEUE
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -2,15 +2,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from gpus.fingerprint import memory_fingerprint
+
+# Sent by name, so the web process never imports the control worker's task module.
+READ_MODEL_FACTS_TASK = "launches.control.read_model_facts"
 
 
 class HostQuerySet(models.QuerySet["Host"]):
@@ -31,10 +36,8 @@ class HostQuerySet(models.QuerySet["Host"]):
             host.vllm_version = (report.get("vllm_version") or "")[:40]
             host.vllm_command = report.get("vllm_command") or host.vllm_command
             host.simulated = bool(report.get("simulated"))
-            status = report.get("nvml_status") or ""
-            if report.get("vllm_error"):
-                status = "; ".join(part for part in (status, f"vLLM: {report['vllm_error']}") if part)
-            host.nvml_status = status[:255]
+            host.nvml_status = (report.get("nvml_status") or "")[:255]
+            host.vllm_error = (report.get("vllm_error") or "")[:500]
             host.running_servers = list(report.get("running_servers") or [])
             host.save()
             # Without NVML the worker sees no cards; that is not the cards being taken out.
@@ -42,6 +45,7 @@ class HostQuerySet(models.QuerySet["Host"]):
                 report.get("gpus") or [],
                 report.get("driver_version") or "",
                 retire_missing=not report.get("nvml_status"),
+                simulated=host.simulated,
             )
         return host
 
@@ -64,6 +68,11 @@ class Host(models.Model):
     vllm_version = models.CharField(max_length=40, blank=True, help_text="Reported by the host's worker.")
     simulated = models.BooleanField(default=False, help_text="Reported by the worker: simulated GPUs.")
     nvml_status = models.CharField(max_length=255, blank=True, help_text="NVML problems the worker reported.")
+    vllm_error = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Why the worker could not run vLLM's version query, if it could not.",
+    )
     running_servers = models.JSONField(default=list, blank=True, help_text="As of the last heartbeat.")
     last_heartbeat = models.DateTimeField(null=True, blank=True, db_index=True)
     worker_started_at = models.DateTimeField(null=True, blank=True)
@@ -90,20 +99,57 @@ class Host(models.Model):
         return self.last_heartbeat is not None and self.last_heartbeat >= self.online_cutoff()
 
     @property
+    def problems(self) -> list[tuple[str, str]]:
+        """(short state, sentence) for each reason this host cannot start vLLM, as its worker reported.
+
+        Short states: "no NVIDIA driver found", "NVML error: …", "vLLM not found", "vLLM does not
+        answer". Empty for a host that can launch.
+        """
+        found = []
+        if self.nvml_status:
+            driver_missing = (
+                "No NVIDIA driver" in self.nvml_status or "driver is not loaded" in self.nvml_status
+            )
+            label = "no NVIDIA driver found" if driver_missing else f"NVML error: {self.nvml_status}"
+            found.append((label, self.nvml_status))
+        if self.vllm_error:
+            missing = "not found" in self.vllm_error or "No module named" in self.vllm_error
+            found.append(("vLLM not found" if missing else "vLLM does not answer", self.vllm_error))
+        return found
+
+    def launch_problem(self) -> str:
+        """Why a launch on this host would be refused now, in words; empty when nothing stands in the way."""
+        problems = self.problems
+        if not problems:
+            return ""
+        said = " ".join(sentence if sentence.endswith(".") else f"{sentence}." for _, sentence in problems)
+        return (
+            f"The host {self.name} cannot start vLLM: {said} "
+            "To see the whole flow without a GPU, run `make demo` (simulated GPU hosts)."
+        )
+
+    @property
     def reachable_address(self) -> str:
         return self.address or self.name
 
-    def sync_cards(self, reported: list[dict[str, Any]], driver_version: str, retire_missing: bool) -> None:
+    def sync_cards(
+        self,
+        reported: list[dict[str, Any]],
+        driver_version: str,
+        retire_missing: bool,
+        simulated: bool = False,
+    ) -> None:
         """Bring the current cards of this host in line with what NVML reported.
 
         A card whose UUID, name, memory or driver differs from the row in its slot is a GPU change:
-        the old row is retired with the reason and a new one takes the slot.
+        the old row is retired with the reason and a new one takes the slot. Simulated cards get
+        profiles of their own, so nothing learned on them ever applies to a real card of that name.
         """
         now = timezone.now()
         current = {card.index: card for card in self.gpus.current().select_related("profile")}
         for info in reported:
             profile, _ = GpuProfile.objects.get_or_create(
-                name=info["name"], memory_total_mib=int(info["memory_total_mib"])
+                name=info["name"], memory_total_mib=int(info["memory_total_mib"]), simulated=simulated
             )
             card = current.pop(int(info["index"]), None)
             if card is not None:
@@ -136,17 +182,28 @@ class GpuProfile(models.Model):
 
     name = models.CharField(max_length=200, help_text="NVML product name.")
     memory_total_mib = models.PositiveIntegerField()
+    simulated = models.BooleanField(
+        default=False, help_text="Cards a GPU worker simulates: what is learned on them is kept apart."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         verbose_name = "GPU profile"
         ordering = ["name", "memory_total_mib"]
         constraints = [
-            models.UniqueConstraint(fields=["name", "memory_total_mib"], name="gpuprofile_unique_name_memory")
+            models.UniqueConstraint(
+                fields=["name", "memory_total_mib", "simulated"],
+                name="gpuprofile_unique_name_memory_simulated",
+            )
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.memory_total_mib / 1024:.0f} GiB)"
+        return f"{self.name} ({self.memory_total_mib / 1024:.0f} GiB){self.simulated_mark}"
+
+    @property
+    def simulated_mark(self) -> str:
+        """ " · simulated" for a simulated card's profile, "" otherwise: appended wherever it is named."""
+        return " · simulated" if self.simulated else ""
 
 
 class GpuQuerySet(models.QuerySet["Gpu"]):
@@ -187,7 +244,7 @@ class Gpu(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.host.name}:{self.index} {self.profile.name}"
+        return f"{self.host.name}:{self.index} {self.profile.name}{self.profile.simulated_mark}"
 
     def changes_from(self, info: dict[str, Any], profile: GpuProfile, driver_version: str) -> list[str]:
         """What makes the reported card a different GPU than this row, in words."""
@@ -206,11 +263,61 @@ class Gpu(models.Model):
         self.save(update_fields=["retired_at", "retired_reason"])
 
 
+def validate_model_source(value: str) -> None:
+    """A model folder on this machine (with a config.json) or a valid Hugging Face repo id.
+
+    Raises ValidationError with what was wrong and how to fix it. A value that starts with "/" or
+    "~" is a folder; a relative path is refused (the GPU workers run elsewhere); anything else must
+    pass huggingface_hub's ``validate_repo_id``.
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    value = (value or "").strip()
+    if value.startswith(".") or "\\" in value:
+        raise ValidationError(
+            "Give a local model folder as an absolute path (starting with / or ~), the same on this "
+            "machine and on the GPU hosts; %(value)s is relative.",
+            params={"value": value},
+        )
+    if value.startswith(("/", "~")):
+        folder = Path(value).expanduser()
+        if not folder.is_dir():
+            raise ValidationError(
+                "There is no folder %(value)s on this machine; give the path of a model folder "
+                "(the one holding config.json) or a Hugging Face repo id like Qwen/Qwen3-8B-AWQ.",
+                params={"value": value},
+            )
+        if not (folder / "config.json").is_file():
+            raise ValidationError(
+                "The folder %(value)s has no config.json; give the folder of the model itself.",
+                params={"value": value},
+            )
+        return
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        raise ValidationError(
+            "%(value)s is neither a local folder nor a valid Hugging Face repo id; give a path "
+            "starting with / (a folder holding config.json) or an id like Qwen/Qwen3-8B-AWQ.",
+            params={"value": value},
+        ) from None
+
+
 class ModelSpec(models.Model):
     """A model and the facts read from its config.json."""
 
+    class FactsStatus(models.TextChoices):
+        NOT_READ = "", "Not read yet"
+        READING = "reading", "Reading config.json"
+        READ = "read", "Read"
+        ERROR = "error", "Could not be read"
+
     source = models.CharField(
-        max_length=500, help_text="Hugging Face repo id (org/name) or a local directory on the GPU hosts."
+        max_length=500,
+        validators=[validate_model_source],
+        help_text="Hugging Face repo id (org/name) or the path of a local model folder, the same on this "
+        "machine and on the GPU hosts.",
     )
     revision = models.CharField(max_length=200, blank=True, help_text="Branch, tag or commit; empty = main.")
     native_context = models.PositiveIntegerField(
@@ -238,6 +345,9 @@ class ModelSpec(models.Model):
     rope_scaling = models.JSONField(null=True, blank=True)
     facts_read_at = models.DateTimeField(null=True, blank=True)
     facts_error = models.TextField(blank=True)
+    facts_status = models.CharField(
+        max_length=10, choices=FactsStatus.choices, default=FactsStatus.NOT_READ, blank=True
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -263,22 +373,52 @@ class ModelSpec(models.Model):
         self.rope_scaling = facts.get("rope_scaling")
         self.facts_read_at = timezone.now()
         self.facts_error = ""
+        self.facts_status = self.FactsStatus.READ
         self.save()
 
     def record_facts_error(self, message: str) -> None:
         self.facts_error = message
         self.facts_read_at = timezone.now()
-        self.save(update_fields=["facts_error", "facts_read_at"])
+        self.facts_status = self.FactsStatus.ERROR
+        self.save(update_fields=["facts_error", "facts_read_at", "facts_status"])
 
     def queue_facts_read(self) -> None:
-        """Have the control worker read config.json (task ``read_model_facts``) once this commits."""
-        from launches.tasks import read_model_facts
+        """Mark the model "reading" and have the control worker read its config.json once the
+        current transaction commits (task ``launches.control.read_model_facts``).
 
-        model_id = self.pk
-        transaction.on_commit(lambda: read_model_facts.delay(model_id))
+        Called when a model is saved (admin form, API) and by "Read config.json again". The result
+        lands on the row: the facts and status "read", or status "error" with the problem in words.
+        """
+        from aifred_site.celery import app
+
+        type(self).objects.filter(pk=self.pk).update(facts_status=self.FactsStatus.READING)
+        self.facts_status = self.FactsStatus.READING
+        pk = self.pk
+        # The control queue is the app's default queue.
+        transaction.on_commit(lambda: app.send_task(READ_MODEL_FACTS_TASK, args=[pk]))
+
+    @property
+    def facts_problem(self) -> str:
+        """Why a launch of this model cannot start yet, in one sentence; empty when it can."""
+        if self.native_context is not None and self.facts_status != self.FactsStatus.ERROR:
+            return ""
+        if self.facts_status == self.FactsStatus.READING:
+            return f"The config.json of {self} is still being read; try again in a few seconds."
+        if self.facts_status == self.FactsStatus.ERROR:
+            return f"{self} cannot be launched: {self.facts_error}"
+        if self.native_context is None:
+            return (
+                f'The native context of {self} is not known yet: press "Read config.json again" '
+                "on the model's page."
+            )
+        return ""
 
     def refresh_facts(self) -> bool:
-        """Read config.json through huggingface_hub (cache first) with the site's token."""
+        """Read config.json through huggingface_hub (cache first) with the site's token.
+
+        Returns whether the facts were read; otherwise the row holds status "error" and the problem
+        as a sentence (never a traceback, never the token).
+        """
         from launches.vllm.modelinfo import ModelConfigError, read_model_facts
 
         try:
@@ -290,7 +430,22 @@ class ModelSpec(models.Model):
             )
         except ModelConfigError as exc:
             # The messages name the model and the problem, never the token.
-            self.record_facts_error(str(exc))
+            message = str(exc)
+            if not settings.HF_TOKEN and type(exc.__cause__).__name__ in {
+                "GatedRepoError",
+                "RepositoryNotFoundError",
+            }:
+                message += (
+                    " The site has no HF_TOKEN: set it where the control worker and the GPU workers run."
+                )
+            self.record_facts_error(message)
+            return False
+        except Exception as exc:
+            # Whatever goes wrong, the model must not stay "reading": say it in words.
+            self.record_facts_error(
+                f"Reading the config.json of {self} failed unexpectedly ({type(exc).__name__}); "
+                "the control worker's log has the details."
+            )
             return False
         self.apply_facts(facts.to_dict())
         return True

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import csv
+import shlex
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
@@ -30,8 +33,8 @@ from launches.models import (
     LaunchRefused,
     validate_yarn_factor,
 )
-from launches.permissions import OPERATORS_ONLY, can_operate, can_view
-from launches.verdicts import OUTCOME_LABELS, describe_attempt
+from launches.permissions import OPERATORS_ONLY, ROLE_GROUPS, can_operate, can_view
+from launches.verdicts import OUTCOME_LABELS, describe_attempt, describe_exit
 
 
 # Fields of the config form that change the preview's hardware limit (they form the fingerprint).
@@ -307,7 +310,7 @@ class LaunchConfigAdmin(OperateActionsMixin, admin.ModelAdmin):
             return HttpResponseRedirect(change_url)
         if request.method == "POST" and request.POST.get("post") == "yes":
             stop_launches(request, active)
-            return HttpResponseRedirect(change_url)
+            return HttpResponseRedirect(live_url(active[0]) if len(active) == 1 else change_url)
         return stop_confirmation(request, self, active)
 
     # -- list actions --------------------------------------------------------------------------------
@@ -357,7 +360,7 @@ class LaunchAttemptInline(ReadOnlyInline):
         "requested",
         "outcome_label",
         "verdict",
-        "exit_code",
+        "exit_display",
         "duration_display",
         "argv_display",
         "log_tail_display",
@@ -379,16 +382,21 @@ class LaunchAttemptInline(ReadOnlyInline):
             return "running…"
         return describe_attempt(obj.outcome, obj.requested_len, obj.parsed_len, obj.exit_code)
 
+    @admin.display(description="ended")
+    def exit_display(self, obj: LaunchAttempt) -> str:
+        return describe_exit(obj.exit_code) if obj.outcome and obj.outcome != "ready" else "—"
+
     @admin.display(description="time")
     def duration_display(self, obj: LaunchAttempt) -> str:
         return "—" if obj.duration is None else f"{obj.duration:.1f} s"
 
-    @admin.display(description="argv")
+    @admin.display(description="command")
     def argv_display(self, obj: LaunchAttempt) -> str:
+        # A command one can paste into a shell.
         return format_html(
             '<details><summary>{} arguments</summary><code class="argv">{}</code></details>',
             len(obj.argv),
-            " ".join(map(str, obj.argv)),
+            shlex.join(map(str, obj.argv)),
         )
 
     @admin.display(description="log tail")
@@ -436,8 +444,8 @@ class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
     list_display = (
         "id",
         "status",
-        "outcome",
-        "context_length",
+        "outcome_label",
+        "context_display",
         "host",
         "model",
         "gpu_profile",
@@ -491,6 +499,14 @@ class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
     class Media:
         css = {"all": ("launches/launches.css",)}
 
+    @admin.display(description="outcome", ordering="outcome")
+    def outcome_label(self, obj: Launch) -> str:
+        return OUTCOME_LABELS.get(obj.outcome, obj.outcome or "—")
+
+    @admin.display(description="context", ordering="context_length")
+    def context_display(self, obj: Launch) -> str:
+        return f"{obj.context_length:,}" if obj.context_length else "—"
+
     @admin.display(description="live")
     def live_link(self, obj: Launch) -> str:
         return format_html('<a href="{}">watch</a>', live_url(obj))
@@ -531,7 +547,8 @@ class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
             return HttpResponseRedirect(change_url)
         if request.method == "POST" and request.POST.get("post") == "yes":
             stop_launches(request, [launch])
-            return HttpResponseRedirect(change_url)
+            # The live page follows the stop to its end.
+            return HttpResponseRedirect(live_url(launch))
         return stop_confirmation(request, self, [launch])
 
     def export_csv_view(self, request: HttpRequest) -> StreamingHttpResponse:
@@ -578,6 +595,25 @@ class LaunchConfigChangeAdmin(ReadOnlyAdmin):
     list_filter = ("config", "field", ("user", admin.RelatedFieldListFilter))
     list_select_related = ("config", "user")
     search_fields = ("config__name", "field", "old_value", "new_value")
+
+
+# The users list shows each user's role (the role groups), so an administrator sees who may do what.
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserWithRoleAdmin(UserAdmin):
+    list_display = ("username", "role", "email", "is_staff", "is_superuser", "is_active", "last_login")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("groups")
+
+    @admin.display(description="role")
+    def role(self, obj: User) -> str:
+        if obj.is_superuser:
+            return "Administrator"
+        roles = [group.name for group in obj.groups.all() if group.name in ROLE_GROUPS]
+        return ", ".join(roles) or "none (may see nothing)"
 
 
 # API tokens: each user sees and renews their own (registered here so it replaces DRF's token admin).

@@ -139,7 +139,11 @@ def search_launches(queryset: QuerySet, term: str) -> QuerySet:
     if users:
         match |= Q(requested_by_id__in=users)
     if term.isdigit() and len(term) < 19:
-        match |= Q(pk=int(term)) | Q(config_snapshot__port=int(term))
+        match |= Q(pk=int(term))
+    port = term.removeprefix(":")
+    if port.isdigit() and len(port) <= 5:
+        # A port the host picked (the config left it empty) is known from the server's URL only.
+        match |= Q(config_snapshot__port=int(port)) | Q(server_url__endswith=f":{port}")
     return queryset.alias(config_name_upper=config_name_upper()).filter(match)
 
 

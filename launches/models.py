@@ -85,7 +85,11 @@ class LaunchConfig(models.Model):
         max_length=50, default="0", validators=[validate_gpu_indices], help_text="e.g. 0 or 0,1"
     )
     port = models.PositiveIntegerField(
-        default=8000, validators=[MinValueValidator(PORT_MIN), MaxValueValidator(PORT_MAX)]
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(PORT_MIN), MaxValueValidator(PORT_MAX)],
+        help_text="Empty: the host's GPU worker picks a free port (its AIFRED_PORT_RANGE, 8100-8199 by "
+        "default) and the launch shows it. A fixed port must not be the site's own.",
     )
     served_model_name = models.CharField(max_length=200, blank=True)
     gpu_memory_utilization = models.FloatField(
@@ -140,7 +144,8 @@ class LaunchConfig(models.Model):
                 name="launchconfig_gpu_memory_utilization_range",
             ),
             models.CheckConstraint(
-                condition=Q(port__gte=PORT_MIN) & Q(port__lte=PORT_MAX), name="launchconfig_port_range"
+                condition=Q(port__isnull=True) | (Q(port__gte=PORT_MIN) & Q(port__lte=PORT_MAX)),
+                name="launchconfig_port_range",
             ),
             models.CheckConstraint(
                 condition=Q(context_cap__isnull=True) | Q(context_cap__gt=0),
@@ -181,8 +186,33 @@ class LaunchConfig(models.Model):
                     f"Tensor parallel size {self.tensor_parallel_size} needs as many GPUs; "
                     f"{count} listed in GPU indices."
                 )
+        if self.port and self.port == settings.SITE_PORT:
+            errors["port"] = (
+                f"Port {self.port} is the site's own port; leave the port empty (the host picks a free "
+                "one) or choose another."
+            )
         if errors:
             raise ValidationError(errors)
+
+    def port_problem(self) -> str:
+        """Why this config's fixed port cannot be used on its host now, in words; "" when it can."""
+        if not self.port:
+            return ""
+        if self.port == settings.SITE_PORT:
+            return f"Port {self.port} is the site's own port; leave the port empty or choose another."
+        for server in self.host.running_servers or []:
+            if server.get("port") == self.port:
+                return (
+                    f"Port {self.port} on {self.host.name} is taken by launch #{server.get('launch_id')}; "
+                    "leave the port empty (the host picks a free one) or choose another."
+                )
+        for other in Launch.objects.active().filter(host_id=self.host_id).only("id", "config_snapshot"):
+            if other.config_snapshot.get("port") == self.port:
+                return (
+                    f"Port {self.port} on {self.host.name} is taken by launch #{other.pk}; leave the port "
+                    "empty (the host picks a free one) or choose another."
+                )
+        return ""
 
     def gpu_profile(self) -> GpuProfile | None:
         """The kind of GPU this config would run on, from the cards its host last reported.
@@ -283,6 +313,24 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
             marked += launch.transition(Launch.Status.LOST, reason=reason)
         return marked
 
+    def record_stack_stopped(self, host_names: list[str], reason: str) -> int:
+        """Record the launches of these hosts as ended on purpose, after the whole local stack (its
+        GPU workers and their servers) was stopped: running servers "stopped", starts "cancelled".
+
+        Called by the run script once nothing of the stack runs any more, so that the history and
+        the fleet are right at once rather than "lost" or "crashed" later. Returns how many changed.
+        """
+        from gpus.models import Host
+
+        changed = 0
+        for launch in self.active().filter(host__name__in=host_names):
+            target = (
+                Launch.Status.STOPPED if launch.status in {"ready", "stopping"} else Launch.Status.CANCELLED
+            )
+            changed += launch.transition(target, reason=reason)
+        Host.objects.filter(name__in=host_names).update(running_servers=[])
+        return changed
+
     def start(self, config: LaunchConfig, user, kind: str = "launch") -> Launch:
         """Create the launch row and enqueue its self-contained spec on the host's queue at commit.
 
@@ -290,6 +338,8 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
         GPU host needs no database. Re-detect ignores (and later replaces) the known limit.
         """
         host = config.host
+        if config.model.facts_problem:
+            raise LaunchRefused(config.model.facts_problem)
         cards = list(
             Gpu.objects.current()
             .filter(host=host, index__in=config.gpu_index_list)
@@ -297,6 +347,8 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
             .order_by("index")
         )
         missing = sorted(set(config.gpu_index_list) - {card.index for card in cards})
+        if host.launch_problem():
+            raise LaunchRefused(host.launch_problem())
         if missing:
             raise LaunchRefused(
                 f"Host {host.name} has not reported GPU {', '.join(map(str, missing))}. "
@@ -305,11 +357,6 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
         profiles = {card.profile_id for card in cards}
         if len(profiles) > 1:
             raise LaunchRefused("The GPUs of one launch must be of the same kind; choose cards of one model.")
-        if config.model.native_context is None:
-            raise LaunchRefused(
-                f"The native context of {config.model} is not known yet: read its config.json first "
-                "(the model's page has a button for it)."
-            )
         busy = self.active().filter(host=host).exclude(kind=Launch.Kind.TEST_YARN)
         for other in busy.only("id", "config_snapshot"):
             if set(other.config_snapshot.get("gpu_indices", [])) & set(config.gpu_index_list):
@@ -317,6 +364,8 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
                     f"Launch #{other.pk} is still using GPU {other.config_snapshot.get('gpu_indices')} "
                     f"on {host.name}; stop it first (one launch at a time per GPU)."
                 )
+        if config.port_problem():
+            raise LaunchRefused(config.port_problem())
         fingerprint, fields = memory_fingerprint(
             {**config.memory_options(), "vllm_version": host.vllm_version}
         )
@@ -431,6 +480,14 @@ class Launch(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="launches"
     )
+    stopped_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Who asked for the stop; empty when the launch ended by itself or by the run script.",
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     reason = models.TextField(blank=True, help_text="Why the launch ended as it did, in plain words.")
     outcome = models.CharField(max_length=40, blank=True, help_text="The verdict of the last attempt.")
@@ -474,11 +531,19 @@ class Launch(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.config_snapshot.get('name', self.model_id)} on {self.host_id}"
+        """ "#1 Qwen3-8B-like on desk-3060": the config's name, and the host unless the name says it."""
+        name = str(self.config_snapshot.get("name") or self.model)
+        host = self.host.name if self.host_id else ""
+        return f"#{self.pk} {name}" if not host or host in name else f"#{self.pk} {name} on {host}"
 
     @property
     def is_terminal(self) -> bool:
         return self.status in self.Status.terminal()
+
+    @property
+    def can_be_stopped(self) -> bool:
+        """Something is there to stop: queued, starting or running (not already stopping or ended)."""
+        return self.status in {self.Status.QUEUED, self.Status.STARTING, self.Status.READY}
 
     @classmethod
     def sources_of(cls, target: str) -> list[str]:
@@ -501,11 +566,15 @@ class Launch(models.Model):
         """Ask the host to stop the server (or abandon a start in progress)."""
         if self.is_terminal:
             raise LaunchRefused(f"Launch #{self.pk} has already ended ({self.get_status_display()}).")
+        by = user if getattr(user, "is_authenticated", False) else None
+        who = f" by {by.get_username()}" if by else ""
         if self.status == self.Status.QUEUED:
             # Not picked up yet: cancel here; the worker skips specs of cancelled launches.
-            self.transition(self.Status.CANCELLED, reason="Cancelled before a GPU host picked it up.")
+            self.transition(
+                self.Status.CANCELLED, reason=f"Cancelled{who} before a GPU host picked it up.", stopped_by=by
+            )
         else:
-            self.transition(self.Status.STOPPING)
+            self.transition(self.Status.STOPPING, stopped_by=by)
         transaction.on_commit(lambda: send_to_host(STOP_LAUNCH_TASK, self.host.queue, [self.pk]))
 
     # --- events from the GPU worker -----------------------------------------------------------
@@ -613,7 +682,9 @@ class Launch(models.Model):
         outcome = data.get("outcome") or "failed"
         reason = data.get("reason") or "The start failed."
         if outcome == "cancelled":
-            self.transition(self.Status.CANCELLED, reason="Stopped during the start.", outcome=outcome)
+            self.transition(
+                self.Status.CANCELLED, reason=f"Cancelled{self._by()} during the start.", outcome=outcome
+            )
         else:
             self.transition(self.Status.FAILED, reason=reason, outcome=outcome)
 
@@ -621,12 +692,58 @@ class Launch(models.Model):
         self.transition(self.Status.CANCELLED, reason=data.get("reason") or "Cancelled.")
 
     def _on_stopped(self, data: dict, when: datetime) -> None:
-        self.transition(self.Status.STOPPED, reason=data.get("reason") or "Stopped.")
+        if data.get("test_passed") and data.get("max_model_len"):
+            reason = self.yarn_test_verdict(int(data["max_model_len"]))
+        elif self.stopped_by_id:
+            reason = f"Stopped{self._by()}."
+        else:
+            reason = data.get("reason") or "Stopped."
+        self.transition(self.Status.STOPPED, reason=reason)
+
+    def _by(self) -> str:
+        return f" by {self.stopped_by.get_username()}" if self.stopped_by_id else ""
+
+    def yarn_test_verdict(self, served: int) -> str:
+        """The YaRN test's result in words, e.g. "YaRN ×2.0 on NVIDIA GeForce RTX 3060: vLLM came up
+        with 27,168 tokens; the factor gains nothing here (the native context is 40,960)."."""
+        factor = f"{float((self.spec or {}).get('yarn_factor') or 1.0):.1f}"
+        native = (self.spec or {}).get("native_context") or self.model.native_context
+        profile = self.gpu_profile
+        gpu = profile.name + profile.simulated_mark if profile is not None else self.host.name
+        said = f"YaRN ×{factor} on {gpu}: vLLM came up with {served:,} tokens"
+        if not native:
+            return f"{said}."
+        if served <= native:
+            return f"{said}; the factor gains nothing here (the native context is {native:,})."
+        return f"{said}, {served / native:.1f}× the native {native:,}."
 
     def _on_crashed(self, data: dict, when: datetime) -> None:
         tail = "\n".join(data.get("log_tail") or [])
         reason = data.get("reason") or "The server exited."
         self.transition(self.Status.CRASHED, reason=f"{reason}\nLast log lines:\n{tail}" if tail else reason)
+
+    def summary(self) -> tuple[str, str]:
+        """(kind, sentence): where the launch stands, as the live page shows it.
+
+        One state at a time: serving (with its URL and context), stopping, or how it ended
+        (stopped, failed, cancelled, crashed, lost) with the reason. kind is the status for the
+        page's colours; "" while it is queued or starting.
+        """
+        status = self.status
+        if status == self.Status.READY:
+            served = f"{self.context_length:,}" if self.context_length else "an unknown number of"
+            return "ready", f"Serving at {self.server_url} with a context of {served} tokens."
+        if status == self.Status.STOPPING:
+            return "stopping", f"Stopping{self._by()}…"
+        if status == self.Status.STOPPED:
+            return "stopped", self.reason or "Stopped."
+        if status in {self.Status.QUEUED, self.Status.STARTING}:
+            return "", ""
+        label = self.get_status_display()
+        reason = self.reason or ""
+        if reason.startswith(label):
+            return status, reason
+        return status, f"{label}: {reason}" if reason else f"{label}."
 
     def public_url(self, worker_url: str) -> str:
         """The worker knows its port; clients reach the host by the address the site has for it."""
@@ -730,7 +847,7 @@ class LaunchConfigChange(models.Model):
     def display_value(cls, config: LaunchConfig, field_name: str) -> str:
         value = getattr(config, field_name)
         if value is None:
-            return ""
+            return "empty (picked by the host)" if field_name == "port" else ""
         if isinstance(value, bool):
             return "yes" if value else "no"
         return str(value)

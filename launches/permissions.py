@@ -42,3 +42,8 @@ NO_ROLE = "You have no role that may see launches; ask an administrator."
 OPERATORS_ONLY = "Only operators may launch, stop, test YaRN or re-detect limits."
 EDIT_CONFIGS_ONLY = "Only operators may add or change launch configs."
 ADD_MODELS_ONLY = "Only operators may add models."
+
+
+def can_edit_models(user: User) -> bool:
+    """Add models and have their config.json read again."""
+    return _active_staff(user) and user.has_perm("gpus.change_modelspec")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 OUTCOME_LABELS: dict[str, str] = {
     "ready": "Ready",
-    "context_too_long": "Context too long for the KV cache",
+    "context_too_long": "KV cache too small",
     "auto_fit": "Auto-fitted",
     "gpu_busy": "GPU busy",
     "weights_do_not_fit": "Weights do not fit",
@@ -29,7 +29,7 @@ def tokens(value: int | None) -> str:
 
 def describe_attempt(
     outcome: str,
-    requested_len: int | None,
+    requested_len: int | str | None,
     parsed_len: int | None = None,
     exit_code: int | None = None,
     next_len: int | None = None,
@@ -37,8 +37,13 @@ def describe_attempt(
     """One sentence: what vLLM said, and what the launcher does about it.
 
     ``next_len`` is the length of the attempt that followed, when there was one: it is what really
-    happened, so it is preferred over guessing the policy's next step.
+    happened, so it is preferred over guessing the policy's next step. ``requested_len`` is "auto"
+    (or None) for an auto-fit start (vLLM 0.14+ takes ``--max-model-len auto``).
     """
+    if not isinstance(requested_len, int):
+        requested_len = None
+    if not isinstance(next_len, int):
+        next_len = None
     asked = "the automatic length" if requested_len is None else f"{requested_len:,} tokens"
     restart = f" — restarting with {next_len:,}" if next_len else ""
     if outcome == "ready":
@@ -77,6 +82,23 @@ def describe_attempt(
         return f"vLLM exited{code} for a reason the launcher does not recognise; see the log tail."
     label = OUTCOME_LABELS.get(outcome, outcome or "unknown")
     return f"Attempt ended: {label}{restart}"
+
+
+def describe_exit(exit_code: int | None) -> str:
+    """How vLLM's process ended, in words: "exit code 1", "killed by the launcher (SIGTERM)", or "—"
+    while it runs or when it was left serving. A negative code is the signal that ended it (as
+    Python's subprocess reports it); the launcher is what sends signals to its servers."""
+    if exit_code is None:
+        return "—"
+    if exit_code < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = f"signal {-exit_code}"
+        return f"killed by the launcher ({name})"
+    return f"exit code {exit_code}"
 
 
 def format_k(value: int | None) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+
 from django.contrib import admin
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -16,7 +19,7 @@ from gpus.models import DetectedLimit, Host
 from launches.charts import time_to_ready_chart
 from launches.models import Launch, LaunchEvent
 from launches.permissions import NO_ROLE, can_operate, can_view
-from launches.verdicts import describe_attempt
+from launches.verdicts import describe_attempt, describe_exit
 
 # One answer carries at most this many events; the page asks again at once when there were more.
 EVENTS_PER_ANSWER = 500
@@ -37,10 +40,11 @@ def live(request: HttpRequest, pk: int) -> HttpResponse:
     )
     context = {
         **admin.site.each_context(request),
-        "title": f"Launch #{launch.pk}: {launch.config_snapshot.get('name', launch.model)}",
+        "title": str(launch),
         "launch": launch,
         "opts": Launch._meta,
         "can_operate": can_operate(request.user),
+        "summary": launch.summary(),
         "events_url": reverse("launches:events", args=[launch.pk]),
     }
     return TemplateResponse(request, "launches/live.html", context)
@@ -52,9 +56,38 @@ def _started_lengths(launch: Launch) -> dict[int, int | None]:
     return {data.get("attempt"): data.get("requested_len") for data in started}
 
 
+# vLLM's log prefix: "INFO 11-30 02:38:32 [core.py:708]" (also after a "(EngineCore_DP0 pid=1) " tag).
+VLLM_LOG_TIME = re.compile(r"\b(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) (\d\d-\d\d \d\d:\d\d:\d\d)\b")
+
+
+def in_written_order(lines: list[str]) -> list[str]:
+    """A batch of stdout and stderr lines in the order vLLM wrote them, as far as its timestamps tell.
+
+    The worker reads the two streams separately, so a line of one can arrive before an earlier line of
+    the other. Lines are sorted, stably, by the second vLLM stamped on them; a line without a stamp
+    (a traceback's lines, a continuation) stays with the stamped line before it.
+    """
+    groups: list[tuple[str, list[str]]] = []
+    for line in lines:
+        stamp = VLLM_LOG_TIME.search(line)
+        if stamp or not groups:
+            groups.append((stamp.group(1) if stamp else "", [line]))
+        else:
+            groups[-1][1].append(line)
+    # Unstamped leading lines sort with the first stamp, so they are not moved to the front.
+    first = next((stamp for stamp, _ in groups if stamp), "")
+    ordered = sorted(groups, key=lambda group: group[0] or first)
+    return [line for _, group in ordered for line in group]
+
+
 def event_json(event: LaunchEvent, started: dict[int, int | None]) -> dict:
     data = dict(event.data)
+    if event.kind == "log" and isinstance(data.get("lines"), list):
+        data["lines"] = in_written_order([str(line) for line in data["lines"]])
     item = {"seq": event.seq, "kind": event.kind, "data": data, "at": event.received_at.isoformat()}
+    if event.kind == "attempt_started":
+        # A command one can paste into a shell.
+        item["command"] = shlex.join(str(part) for part in data.get("argv") or [])
     if event.kind == "attempt_finished":
         number = data.get("attempt")
         item["verdict"] = describe_attempt(
@@ -64,6 +97,8 @@ def event_json(event: LaunchEvent, started: dict[int, int | None]) -> dict:
             data.get("exit_code"),
             next_len=started.get(number + 1) if isinstance(number, int) else None,
         )
+        if data.get("outcome") != "ready":
+            item["ended"] = describe_exit(data.get("exit_code"))
     return item
 
 
@@ -74,21 +109,26 @@ def events(request: HttpRequest, pk: int) -> JsonResponse:
     """Events after ``?after=<seq>``, and the launch's state: what the live page polls."""
     require_viewer(request)
     launch = get_object_or_404(Launch, pk=pk)
-    return JsonResponse(events_after(launch, request.GET.get("after", "0")))
+    return JsonResponse(events_after(launch, request.GET.get("after", "0"), request.user))
 
 
-def events_after(launch: Launch, after: str | int) -> dict:
-    """The launch's state and up to EVENTS_PER_ANSWER events after seq ``after`` (bad values: 0)."""
+def events_after(launch: Launch, after: str | int, user) -> dict:
+    """The launch's state and up to EVENTS_PER_ANSWER events after seq ``after`` (bad values: 0), as
+    ``user`` may act on it (``can_stop``)."""
     try:
         after = max(int(after), 0)
     except (TypeError, ValueError):
         after = 0
     batch = list(LaunchEvent.objects.filter(launch=launch, seq__gt=after).order_by("seq")[:EVENTS_PER_ANSWER])
     started = _started_lengths(launch) if any(e.kind == "attempt_finished" for e in batch) else {}
+    summary_kind, summary = launch.summary()
     return {
         "status": launch.status,
         "status_display": launch.get_status_display(),
         "terminal": launch.is_terminal,
+        "can_stop": can_operate(user) and launch.can_be_stopped,
+        "summary_kind": summary_kind,
+        "summary": summary,
         "reason": launch.reason,
         "server_url": launch.server_url,
         "context_length": launch.context_length,

@@ -86,6 +86,26 @@ class Supervisor:
             for groups in find_marked_groups(host).values():
                 for pgid in groups:
                     kill_group(pgid, grace=10)
+        self.record_stopped()
+
+    def record_stopped(self) -> None:
+        """Record the launches of our GPU hosts as stopped by this script: the history and the fleet
+        are right the moment the stack is down (not "lost", nor "crashed" at the next start)."""
+        hosts = sorted(set(self.gpu_hosts))
+        if not hosts:
+            return
+        try:
+            django_setup()
+            from launches.models import Launch
+
+            changed = Launch.objects.record_stack_stopped(
+                hosts, "Stopped by the run script: the whole local stack was stopped (Ctrl-C or SIGTERM)."
+            )
+        except Exception as exc:  # the stack is down either way; say why the record is not
+            say(f"could not record the stopped launches ({type(exc).__name__}: {exc})")
+            return
+        if changed:
+            say(f"recorded {changed} launch{'es' if changed != 1 else ''} as stopped")
 
     def watch(self) -> int:
         while True:
@@ -95,6 +115,24 @@ class Supervisor:
                     say(f"{name} exited with code {code}; stopping everything")
                     return code or 1
             time.sleep(0.5)
+
+
+def django_setup() -> None:
+    import django
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    django.setup()
+
+
+def no_gpu_reason() -> str:
+    """Why this machine shows no NVIDIA GPU (NVML's words), or "" when it has one."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from gpus.nvml import read_inventory_or_empty
+
+    inventory = read_inventory_or_empty()
+    return "" if inventory.gpus else (inventory.status or "NVML reports no GPU")
 
 
 def ensure_redis(supervisor: Supervisor, url: str) -> None:
@@ -138,6 +176,7 @@ def main() -> int:
     env.setdefault("DEBUG", "1")
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     env.setdefault("DJANGO_SETTINGS_MODULE", "aifred_site.settings")
+    env["AIFRED_SITE_PORT"] = args.bind.rpartition(":")[2]
     os.environ.update(env)
 
     supervisor = Supervisor()
@@ -157,10 +196,7 @@ def main() -> int:
         supervisor.gpu_hosts.append(host)
         supervisor.gpu_hosts.append(host)
         if args.demo:
-            import django
-
-            sys.path.insert(0, str(ROOT))
-            django.setup()
+            django_setup()
             from launches.management.commands.seed_demo import DEMO_HOSTS, gpu_worker_env
 
             for name, cards, version, _port in DEMO_HOSTS:
@@ -172,6 +208,13 @@ def main() -> int:
                 supervisor.gpu_hosts.append(name)
                 supervisor.gpu_hosts.append(name)
         say(f"site at http://{args.bind}/admin/ — Ctrl-C stops everything")
+        reason = "" if args.demo else no_gpu_reason()
+        if reason:
+            say(
+                f"this machine has no GPU to launch on ({reason.rstrip('.')}). The site is up, and its "
+                "GPU worker says so on the Fleet page; `make demo` shows the whole flow with two "
+                "simulated GPU hosts."
+            )
         return supervisor.watch()
     except KeyboardInterrupt:
         say("stopping")

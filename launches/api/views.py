@@ -223,4 +223,4 @@ class LaunchViewSet(ReadOnly):
     @action(detail=True, methods=["get"])
     def events(self, request: Request, pk: str) -> Response:
         """The launch's state and its events after ``?after=<seq>`` (what the live page polls)."""
-        return Response(events_after(self.get_object(), request.query_params.get("after", "0")))
+        return Response(events_after(self.get_object(), request.query_params.get("after", "0"), request.user))

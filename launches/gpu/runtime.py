@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shlex
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -65,6 +66,8 @@ class WorkerConfig:
     retry_wait_seconds: int = 120
     ready_timeout_seconds: int = 900
     hf_token: str | None = field(default=None, repr=False)
+    # Where a config without a fixed port gets one (inclusive), as AIFRED_PORT_RANGE "8100-8199".
+    port_range: tuple[int, int] = (8100, 8199)
 
     @classmethod
     def from_env(cls, host: str) -> WorkerConfig:
@@ -79,7 +82,29 @@ class WorkerConfig:
             retry_wait_seconds=_env_int("AIFRED_RETRY_WAIT_SECONDS", 120),
             ready_timeout_seconds=_env_int("AIFRED_READY_TIMEOUT_SECONDS", 900),
             hf_token=os.environ.get("HF_TOKEN") or None,
+            port_range=parse_port_range(os.environ.get("AIFRED_PORT_RANGE", "8100-8199")),
         )
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """ "8100-8199" -> (8100, 8199); ValueError with what to write when it is not such a range."""
+    low, sep, high = text.partition("-")
+    if not sep or not low.strip().isdigit() or not high.strip().isdigit():
+        raise ValueError(f"AIFRED_PORT_RANGE must look like 8100-8199; got {text!r}.")
+    first, last = int(low), int(high)
+    if not 1024 <= first <= last <= 65535:
+        raise ValueError(f"AIFRED_PORT_RANGE must lie within 1024-65535, low to high; got {text!r}.")
+    return first, last
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on host:port now (a bind test, released at once)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 class HostRuntime:
@@ -186,19 +211,26 @@ class HostRuntime:
             if refusal:
                 self.emit(launch_id, "failed", {"outcome": "refused", "reason": refusal})
                 return "refused"
+            port = self._port_for(spec)
+            if port is None:
+                low, high = self.config.port_range
+                reason = f"No free port between {low} and {high} on {self.config.host} (AIFRED_PORT_RANGE)."
+                self.emit(launch_id, "failed", {"outcome": "refused", "reason": reason})
+                return "refused"
+            spec = {**spec, "port": port}
             options = self._used_mib(spec, indices)
             record = ServerRecord(
                 launch_id=launch_id,
                 kind=str(spec.get("kind") or "launch"),
                 status="starting",
                 gpu_indices=indices,
-                port=int(spec["port"]),
+                port=port,
                 log_dir=str(self.config.state_dir / "logs"),
                 used_mib=options,
             )
             self.records[launch_id] = record
             cancel = self.cancels[launch_id] = threading.Event()
-        self.emit(launch_id, "accepted", {"host": self.config.host, "worker_pid": os.getpid()})
+        self.emit(launch_id, "accepted", {"host": self.config.host, "worker_pid": os.getpid(), "port": port})
         try:
             return self._start(spec, record, cancel)
         except Exception as exc:
@@ -207,8 +239,27 @@ class HostRuntime:
             self._forget(launch_id)
             return "failed"
 
+    def _port_for(self, spec: dict[str, Any]) -> int | None:
+        """The config's fixed port, or a free one of the port range (None when none is free).
+        Called with the lock held."""
+        if spec.get("port"):
+            return int(spec["port"])
+        taken = {record.port for record in self.records.values()}
+        low, high = self.config.port_range
+        for port in range(low, high + 1):
+            if port not in taken and port_is_free(self.config.serve_host, port):
+                return port
+        return None
+
     def _refusal(self, spec: dict[str, Any], indices: list[int]) -> str:
         """Why this host cannot start the launch now, or ''. Called with the lock held."""
+        port = spec.get("port")
+        for record in self.records.values():
+            if port and record.port == int(port):
+                return (
+                    f"Port {port} on {self.config.host} is in use by launch #{record.launch_id}; "
+                    "choose another port in the config, or leave it empty."
+                )
         for record in self.records.values():
             shared = sorted(set(record.gpu_indices) & set(indices))
             if shared:

@@ -36,11 +36,11 @@ def _children_of(pid: int) -> list[int]:
 class RunScript:
     """scripts/run.py as `make run` starts it, with its own var/ folder, port and Redis URL."""
 
-    def __init__(self, tmp_path: Path, redis_url: str) -> None:
+    def __init__(self, tmp_path: Path, redis_url: str, *extra: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / "run.log"
-        env = {
+        self.env = env = {
             **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "AIFRED_ADMIN_PASSWORD"}},
             "AIFRED_VAR_DIR": str(tmp_path),
             "REDIS_URL": redis_url,
@@ -49,7 +49,7 @@ class RunScript:
         }
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "scripts/run.py", "--bind", f"127.0.0.1:{self.port}"],
+                [sys.executable, "scripts/run.py", "--bind", f"127.0.0.1:{self.port}", *extra],
                 cwd=ROOT,
                 env=env,
                 stdout=out,
@@ -66,6 +66,15 @@ class RunScript:
             except requests.ConnectionError:
                 time.sleep(0.5)
         pytest.fail(f"the site did not answer within 90 s:\n{self.log.read_text()[-3000:]}")
+
+    def manage(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args, "--verbosity=0"],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
 
     def ctrl_c(self) -> None:
         os.killpg(self.process.pid, signal.SIGINT)
@@ -108,6 +117,8 @@ def test_the_run_script_serves_the_admin_to_the_generated_admin_and_stops_everyt
         assert password not in response.text
         workers = _children_of(run.process.pid)
         assert len(workers) >= 3, "web, control worker and GPU worker should all be running"
+        if not Path("/dev/nvidia0").exists():
+            assert "`make demo` shows the whole flow with two simulated GPU hosts" in run.log.read_text()
     finally:
         run.ctrl_c()
     time.sleep(0.5)
@@ -128,3 +139,43 @@ def test_without_a_redis_answering_the_run_script_starts_a_private_one_and_stops
         run.ctrl_c()
     with pytest.raises(redis.ConnectionError):
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+
+
+LAUNCH_ON_THE_H100 = """
+from launches.models import Launch, LaunchConfig
+config = LaunchConfig.objects.get(host__name="lab-h100")
+config.port = {port}
+config.save()
+print(Launch.objects.start(config, None).pk)
+"""
+
+LAUNCH_STATE = """
+from gpus.models import Host
+from launches.models import Launch
+launch = Launch.objects.get(pk={pk})
+print(launch.status, Host.objects.get(name="lab-h100").running_servers == [], launch.reason, sep="|")
+"""
+
+
+def test_stopping_the_demo_records_its_running_server_as_stopped_by_the_run_script(tmp_path):
+    # A private Redis: the demo's host queues have fixed names.
+    run = RunScript(tmp_path, f"redis://127.0.0.1:{free_port()}/0", "--demo")
+    try:
+        run.wait_for_the_site()
+        deadline = time.monotonic() + 60
+        # Refused until the simulated host's first report arrives.
+        while (started := run.manage("shell", "-c", LAUNCH_ON_THE_H100.format(port=free_port()))).returncode:
+            assert time.monotonic() < deadline, started.stderr[-3000:]
+            time.sleep(1)
+        pk = int(started.stdout.strip())
+        deadline = time.monotonic() + 90
+        while run.manage("shell", "-c", LAUNCH_STATE.format(pk=pk)).stdout.split("|")[0] != "ready":
+            assert time.monotonic() < deadline, run.log.read_text()[-3000:]
+            time.sleep(1)
+    finally:
+        run.ctrl_c()
+    state = run.manage("shell", "-c", LAUNCH_STATE.format(pk=pk)).stdout
+    status, no_servers, reason = state.strip().split("|")
+    assert (status, no_servers) == ("stopped", "True"), reason
+    assert reason.startswith("Stopped by the run script")
+    assert "recorded 1 launch as stopped" in run.log.read_text()

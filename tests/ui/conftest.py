@@ -75,7 +75,7 @@ def form_data(config: LaunchConfig, **changes) -> dict:
         "model": config.model_id,
         "host": config.host_id,
         "gpu_indices": config.gpu_indices,
-        "port": config.port,
+        "port": config.port or "",
         "served_model_name": config.served_model_name,
         "gpu_memory_utilization": config.gpu_memory_utilization,
         "dtype": config.dtype,

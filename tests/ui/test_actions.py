@@ -83,8 +83,12 @@ def test_stopping_from_the_config_page_asks_for_confirmation_first(
     with django_capture_on_commit_callbacks() as callbacks:
         response = client.post(url, {"post": "yes"})
     assert response.status_code == 302
+    assert response["Location"] == reverse("launches:live", args=[running.pk]), (
+        "the live page follows the stop"
+    )
     running.refresh_from_db()
     assert running.status == Launch.Status.STOPPING
+    assert running.stopped_by == operator
     assert len(callbacks) == 1
 
 
@@ -148,3 +152,50 @@ def test_stopping_an_ended_launch_is_refused_with_a_message(client, operator, co
         reverse("admin:launches_launch_stop", args=[ended.pk]), {"post": "yes"}, follow=True
     )
     assert any("has already ended" in text for text in messages_of(response))
+
+
+@pytest.mark.parametrize(
+    ("taken_by", "words"),
+    [
+        ("the site", "Port 8000 is the site's own port"),
+        ("a running launch", "Port 8123 on desk-3060 is taken by launch #"),
+        ("a server the host reports", "Port 8123 on desk-3060 is taken by launch #77"),
+    ],
+)
+def test_a_fixed_port_that_is_the_sites_own_or_taken_on_the_host_is_refused_before_anything_starts(
+    client, operator, config, operator_config_other, django_capture_on_commit_callbacks, taken_by, words
+):
+    port = 8000 if taken_by == "the site" else 8123
+    if taken_by == "a running launch":
+        make_launch(operator_config_other, operator, status=Launch.Status.READY)
+    if taken_by == "a server the host reports":
+        config.host.running_servers = [{"launch_id": 77, "port": 8123, "status": "ready"}]
+        config.host.save()
+    type(config).objects.filter(pk=config.pk).update(port=port)
+    client.force_login(operator)
+    before = Launch.objects.count()
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(reverse("admin:launches_launchconfig_launch", args=[config.pk]), follow=True)
+    assert Launch.objects.count() == before
+    assert callbacks == []
+    assert any(words in text for text in messages_of(response)), messages_of(response)
+
+
+def test_a_config_without_a_port_sends_none_and_the_host_picks_one(
+    client, operator, config, django_capture_on_commit_callbacks
+):
+    assert config.port is None, "new configs must not default to a port (8000 is the site's)"
+    client.force_login(operator)
+    with django_capture_on_commit_callbacks():
+        client.post(reverse("admin:launches_launchconfig_launch", args=[config.pk]))
+    assert Launch.objects.get().spec["port"] is None
+
+
+@pytest.fixture
+def operator_config_other(config):
+    """A second config on the same host and card, fixed on port 8123, using GPU 1."""
+    from launches.models import LaunchConfig
+
+    return LaunchConfig.objects.create(
+        name="other on desk", model=config.model, host=config.host, port=8123, gpu_indices="1"
+    )

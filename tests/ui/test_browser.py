@@ -77,15 +77,23 @@ def test_an_operator_sees_the_yarn_preview_change_without_a_reload_and_the_form_
     page.goto(live_server.url + reverse("admin:launches_launchconfig_change", args=[config.pk]))
     info = page.locator('#context-preview [data-role="info"]')
     expect(info).to_contain_text("Model: 40K native | HW limit: 26K")
+    # Untouched, the config simply starts at the learned limit: no warning box, a plain note.
+    expect(page.locator('#context-preview [data-role="cap"]')).to_be_hidden()
+    expect(page.locator('#context-preview [data-role="note"]')).to_contain_text(
+        "The launch starts at what NVIDIA GeForce RTX 3060 (12 GiB) holds of this model: 26,624 tokens."
+    )
     page.evaluate("window.notReloaded = true")
 
     page.check("#id_enable_yarn")
     page.fill("#id_yarn_factor", "2.0")
     expect(page.locator('#context-preview [data-role="requested"]')).to_contain_text("40,960 × 2.0 = 81,920")
-    expect(page.locator('#context-preview [data-role="seed"]')).to_contain_text("26,624 × 2.0 = 53,248")
+    expect(page.locator('#context-preview [data-role="seed"]')).to_contain_text(
+        "YaRN ×2.0 asks for 53,248 tokens; NVIDIA GeForce RTX 3060 (12 GiB) holds 26,624 of this model, "
+        "so the launch serves 26,624."
+    )
     expect(page.locator('#context-preview [data-role="warning"]')).to_be_hidden()
     expect(page.locator('#context-preview [data-role="cap"]')).to_contain_text(
-        "will be capped at 26,624 tokens"
+        "the launch serves 26,624 tokens, not 81,920"
     )
 
     page.fill("#id_yarn_factor", "3.0")

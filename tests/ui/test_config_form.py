@@ -73,7 +73,7 @@ def test_saving_records_who_changed_which_field_from_what_to_what(client, operat
     assert response.status_code == 302
     changes = {c.field: c for c in LaunchConfigChange.objects.all()}
     assert set(changes) == {"enable_yarn", "yarn_factor", "port"}
-    assert (changes["port"].old_value, changes["port"].new_value) == ("8000", "8001")
+    assert (changes["port"].old_value, changes["port"].new_value) == ("empty (picked by the host)", "8001")
     assert (changes["enable_yarn"].old_value, changes["enable_yarn"].new_value) == ("no", "yes")
     assert (changes["yarn_factor"].old_value, changes["yarn_factor"].new_value) == ("1.0", "2.0")
     assert all(c.user == operator for c in changes.values())

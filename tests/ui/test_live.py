@@ -73,3 +73,26 @@ def test_verdicts_name_the_failures_that_teach_no_limit():
         "KV cache too small for 40,960 tokens; vLLM says 26,624 fit"
     )
     assert "auto-fit reduced the length to 26,624" in describe_attempt("auto_fit", None, 26624)
+
+
+def test_stdout_and_stderr_lines_of_a_batch_come_in_the_order_vllm_stamped_them():
+    from launches.views import in_written_order
+
+    read = [
+        "INFO 11-30 02:38:33 [api_server.py:1] Starting vLLM API server",
+        "(EngineCore_DP0 pid=7) ERROR 11-30 02:38:32 [core.py:708] EngineCore failed to start.",
+        "Traceback (most recent call last):",
+        '  File "core.py", line 708',
+        "INFO 11-30 02:38:34 [launcher.py:2] Route: /health",
+    ]
+    assert in_written_order(read) == [read[1], read[2], read[3], read[0], read[4]]
+    assert in_written_order(["no stamp", *read[:1]]) == ["no stamp", read[0]]
+
+
+def test_stop_is_offered_only_while_something_can_be_stopped(client, operator, config):
+    client.force_login(operator)
+    offered = {}
+    for status in Launch.Status.values:
+        launch = make_launch(config, operator, status=status)
+        offered[status] = client.get(reverse("launches:events", args=[launch.pk])).json()["can_stop"]
+    assert {status for status, can in offered.items() if can} == {"queued", "starting", "ready"}

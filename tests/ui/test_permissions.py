@@ -148,5 +148,27 @@ def test_forged_posts_are_refused_to_everyone_but_operators_and_change_nothing(
     config.refresh_from_db()
     assert running.status == Launch.Status.STARTING
     assert Launch.objects.count() == 1
-    assert config.port == 8000
+    assert config.port is None
     assert LaunchConfigChange.objects.count() == 0
+
+
+def test_a_refusal_page_names_the_role_that_may_do_it(client, viewer, config):
+    client.force_login(viewer)
+    response = client.post(reverse("admin:launches_launchconfig_launch", args=[config.pk]))
+    assert response.status_code == 403
+    page = response.content.decode()
+    assert "Only operators may launch" in page
+    assert "Ask an administrator for the role you need" in page
+
+
+def test_the_users_list_shows_each_users_role(client, admin_user, operator, viewer, outsider):
+    client.force_login(admin_user)
+    page = client.get(reverse("admin:auth_user_changelist")).content.decode()
+    for username, role in [
+        ("olivia-operator", "Operators"),
+        ("victor-viewer", "Viewers"),
+        ("oscar-outsider", "none (may see nothing)"),
+        ("ada-admin", "Administrator"),
+    ]:
+        row = next(line for line in page.split("<tbody", 1)[1].split("<tr") if username in line)
+        assert role in row, row

@@ -41,9 +41,20 @@ def demo_fleet(operator) -> tuple[LaunchConfig, Launch]:
         Gpu.objects.create(
             host=rack, index=index, uuid=f"GPU-A100-{index}", profile=a100, memory_free_mib=80100
         )
-    Gpu.objects.create(host=sim, index=0, uuid="GPU-SIM-0", profile=rtx, memory_free_mib=12000)
-    qwen8 = ModelSpec.objects.create(source="Qwen/Qwen3-8B-AWQ", native_context=40960, dtype="float16")
-    qwen32 = ModelSpec.objects.create(source="Qwen/Qwen3-32B-AWQ", native_context=40960, dtype="float16")
+    simulated_rtx = GpuProfile.objects.create(
+        name="NVIDIA GeForce RTX 3060", memory_total_mib=12288, simulated=True
+    )
+    Gpu.objects.create(host=sim, index=0, uuid="GPU-SIM-0", profile=simulated_rtx, memory_free_mib=12000)
+    Host.objects.create(
+        name="vm-no-gpu",
+        last_heartbeat=now,
+        nvml_status="No NVIDIA driver found (the NVML library is missing); this host reports no GPUs.",
+        vllm_error="vllm was not found; install vLLM on this host or configure the vLLM command.",
+    )
+    facts = {"dtype": "float16", "facts_status": "read", "facts_read_at": now - dt.timedelta(days=1)}
+    facts.update(num_layers=36, num_kv_heads=8, head_dim=128, max_len_key="max_position_embeddings")
+    qwen8 = ModelSpec.objects.create(source="Qwen/Qwen3-8B-AWQ", native_context=40960, **facts)
+    qwen32 = ModelSpec.objects.create(source="Qwen/Qwen3-32B-AWQ", native_context=40960, **facts)
     config = LaunchConfig.objects.create(
         name="qwen3-8b-desk",
         model=qwen8,
@@ -71,6 +82,8 @@ def demo_fleet(operator) -> tuple[LaunchConfig, Launch]:
             operator,
             status=Launch.Status.STOPPED,
             outcome="ready",
+            context_length=26624 if number % 2 else 163840,
+            reason="Stopped by olivia-operator.",
             known_limit=None if first else 26624,
             created_at=created,
             ready_at=created + dt.timedelta(seconds=(68 + number % 5) if first else (38 + number % 7)),
@@ -92,7 +105,7 @@ def demo_fleet(operator) -> tuple[LaunchConfig, Launch]:
         changed_at=now - dt.timedelta(minutes=20),
     )
     running = simulate_refusal_then_ready(
-        make_launch(config, operator, wanted_context=81920), now - dt.timedelta(minutes=2)
+        make_launch(config, operator, wanted_context=40960), now - dt.timedelta(minutes=2)
     )
     return config, running
 
@@ -119,6 +132,14 @@ def test_screenshots_for_the_readme(page, live_server, operator):  # noqa: F811
     page.goto(live_server.url + reverse("launches:fleet"))
     page.screenshot(path=str(out / "fleet-dashboard.png"), full_page=True)
 
+    page.set_viewport_size({"width": 1366, "height": 900})
     page.goto(live_server.url + reverse("admin:launches_launch_changelist"))
     page.screenshot(path=str(out / "launch-history.png"), full_page=True)
+
+    page.goto(live_server.url + reverse("admin:gpus_modelspec_change", args=[config.model_id]))
+    page.screenshot(path=str(out / "model-page.png"), full_page=True)
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(live_server.url + reverse("launches:fleet"))
+    page.screenshot(path=str(out / "fleet-phone.png"), full_page=True)
     assert LaunchEvent.objects.filter(launch=running).count() == 8

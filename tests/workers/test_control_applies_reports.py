@@ -151,3 +151,45 @@ def test_model_facts_are_read_with_the_token_that_never_shows(settings, launch: 
     settings.HF_HUB_ALLOW_DOWNLOAD = False
     assert model.refresh_facts() is False
     assert model.facts_error and "hf_never_shown" not in model.facts_error
+
+
+def test_a_real_gpu_profile_never_receives_a_limit_learned_on_a_simulated_card() -> None:
+    from gpus.fingerprint import memory_fingerprint
+    from gpus.models import ModelSpec
+    from launches.models import LaunchConfig
+
+    tasks.host_report(report(host="sim-3060", uuid="GPU-sim", simulated=True))
+    tasks.host_report(report(host="real-3060", uuid="GPU-real"))
+    simulated_card = Gpu.objects.get(host__name="sim-3060")
+    real_card = Gpu.objects.get(host__name="real-3060")
+    assert simulated_card.profile_id != real_card.profile_id
+    assert str(simulated_card.profile) == "NVIDIA GeForce RTX 3060 (12 GiB) · simulated"
+    assert str(real_card.profile) == "NVIDIA GeForce RTX 3060 (12 GiB)"
+
+    model = ModelSpec.objects.create(source=str(DEMO_MODEL))
+    assert model.refresh_facts()
+    configs = {
+        name: LaunchConfig.objects.create(
+            name=name, model=model, host=Host.objects.get(name=name), quantization="awq", port=9000
+        )
+        for name in ("sim-3060", "real-3060")
+    }
+    config = configs["sim-3060"]
+    fingerprint, _ = memory_fingerprint({**config.memory_options(), "vllm_version": "0.11.0"})
+    launch = Launch.objects.create(
+        fingerprint=fingerprint,
+        config=config,
+        config_snapshot=config.snapshot(),
+        host=config.host,
+        model=model,
+        gpu_profile=config.gpu_profile(),
+        spec={"fingerprint_fields": {}, "vllm_version": "0.11.0"},
+    )
+    learned = {"max_model_len": 27168, "learned_from": "refusal", "kv_capacity_tokens": None}
+    tasks.apply_event(launch.pk, 1, "limit_learned", learned)
+
+    limit = DetectedLimit.objects.get()
+    assert limit.profile == simulated_card.profile
+    assert configs["sim-3060"].detected_limit() == limit
+    assert configs["real-3060"].detected_limit() is None
+    assert not DetectedLimit.objects.filter(profile=real_card.profile).exists()

@@ -54,3 +54,25 @@ def test_a_damaged_state_file_is_set_aside_with_a_clear_error(tmp_path: Path) ->
     with pytest.raises(StateFileError, match="could not be read"):
         state.load()
     assert state.load() == {} and state.path.with_suffix(".broken").exists()
+
+
+def test_a_launch_without_a_port_gets_the_first_free_one_of_the_hosts_range(tmp_path) -> None:
+    import socket
+
+    from launches.gpu.runtime import HostRuntime, WorkerConfig
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        config = WorkerConfig(
+            host="h",
+            vllm_command=["vllm", "serve"],
+            state_dir=tmp_path,
+            serve_host="127.0.0.1",
+            port_range=(taken, taken + 20),
+        )
+        runtime = HostRuntime(config, send=lambda *args: None)
+        picked = runtime._port_for({"port": None})
+    assert picked is not None and taken < picked <= taken + 20
+    assert runtime._port_for({"port": 9001}) == 9001

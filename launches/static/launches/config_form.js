@@ -63,19 +63,29 @@
     } else {
       setText(box, "requested", "Requested context: unknown until the model's config.json has been read.");
     }
-    setText(box, "seed", limit && values.enableYarn && validFactor
-      ? "Seed tool's estimate: " + fmt(limit) + " × " + factor.toFixed(1) + " = " + fmt(limit * factor) + " tokens (learned limit × factor)"
-      : "");
+    // What the factor asks for (the learned limit stretched by it) beside what this GPU will serve.
+    const gpu = facts.profile || "this GPU";
+    let seed = "";
+    if (limit && values.enableYarn && validFactor && factor > 1) {
+      const asks = "YaRN ×" + factor.toFixed(1) + " asks for " + fmt(limit * factor) + " tokens; ";
+      seed = ceiling
+        ? asks + gpu + " holds " + fmt(limit) + " of this model, so the launch serves " + fmt(Math.min(requested || limit, limit)) + "."
+        : asks + "at least " + fmt(limit) + " fit on " + gpu + "; the launch measures how many more.";
+    }
+    setText(box, "seed", seed);
     let note = facts.problem || "";
     if (!validFactor) note = "The YaRN factor must be between 1.0 and 8.0 in steps of 0.5.";
     else if (!values.enableYarn && values.factor !== 1) note = "YaRN is off: the factor " + values.factor.toFixed(1) + " is kept but not applied.";
     else if (limit && !ceiling && requested && requested > limit) note = "Above the " + fmt(limit) + " tokens known to fit, the launch measures this GPU's limit.";
+    else if (ceiling && requested && requested > limit && !values.enableYarn) note = "The launch starts at what " + gpu + " holds of this model: " + fmt(limit) + " tokens.";
     setText(box, "note", note);
     setText(box, "warning", values.enableYarn && validFactor && values.factor > WARN_FACTOR
       ? "Factor " + values.factor.toFixed(1) + " is above " + WARN_FACTOR.toFixed(1) + ": YaRN stretches positions far beyond training, and quality can drop. Run Test YaRN before relying on it."
       : "");
-    setText(box, "cap", ceiling && requested && requested > limit
-      ? "Requested " + fmt(requested) + " tokens exceed the learned hardware limit of " + (facts.profile || "this GPU") + ": the launch will be capped at " + fmt(limit) + " tokens."
+    // Only where the operator asked for more than fits (YaRN on): an untouched config simply starts
+    // at the learned limit, which the note says.
+    setText(box, "cap", values.enableYarn && ceiling && requested && requested > limit
+      ? "The factor asks for more than " + gpu + " holds: the launch serves " + fmt(limit) + " tokens, not " + fmt(requested) + ". Run Test YaRN to see what the factor gains here."
       : "");
   }
 

@@ -11,7 +11,10 @@
     if (text !== undefined && text !== null) node.textContent = text;
     return node;
   }
-  const fmt = (n) => (n === null || n === undefined ? "?" : Number(n).toLocaleString("en-US"));
+  const fmt = (n) => (typeof n === "number" && isFinite(n) ? n.toLocaleString("en-US") : "?");
+  // Times come as epoch seconds (the GPU worker) or ISO strings (the site); NaN when neither.
+  const toMs = (value) => (typeof value === "number" ? value * 1000 : typeof value === "string" ? Date.parse(value) : NaN);
+  const seconds = (ms) => (ms < 60000 ? (ms / 1000).toFixed(1) + " s" : Math.floor(ms / 60000) + " min " + Math.round((ms % 60000) / 1000) + " s");
 
   function init() {
     const root = document.getElementById("launch-live");
@@ -21,7 +24,10 @@
     const statusEl = root.querySelector('[data-role="status"]');
     const resultEl = root.querySelector('[data-role="result"]');
     const connection = root.querySelector('[data-role="connection"]');
+    const elapsedEl = root.querySelector('[data-role="elapsed"]');
+    const createdMs = Date.parse(root.dataset.createdAt);
     const attempts = new Map();
+    let ended = root.dataset.terminal === "true";
     let after = 0;
     let failures = 0;
 
@@ -38,7 +44,7 @@
       const log = el("pre", "log");
       box.append(heading, verdict, argv, log);
       attemptsBox.appendChild(box);
-      const parts = { box, heading, verdict, code, log, lines: 0 };
+      const parts = { box, heading, verdict, code, log, lines: 0, startedMs: NaN, finished: false };
       attempts.set(number, parts);
       return parts;
     }
@@ -54,43 +60,67 @@
       if (atBottom) parts.log.scrollTop = parts.log.scrollHeight;
     }
 
-    function showResult(kind, text) {
+    function showResult(kind, text, url) {
       resultEl.hidden = false;
       resultEl.className = "live-result " + kind;
-      resultEl.textContent = text;
+      if (resultEl.dataset.shown === kind + text) return; // unchanged: keep the copy button as it is
+      resultEl.dataset.shown = kind + text;
+      resultEl.textContent = "";
+      const at = url ? text.indexOf(url) : -1;
+      if (at < 0) {
+        resultEl.textContent = text;
+        return;
+      }
+      // The server's URL as a link, with a button that copies it.
+      const link = el("a", null, url);
+      link.href = url;
+      const copy = el("button", "copy-url", "Copy the URL");
+      copy.type = "button";
+      copy.addEventListener("click", () => {
+        navigator.clipboard.writeText(url).then(() => { copy.textContent = "Copied"; }, () => { copy.textContent = "Select and copy the link"; });
+      });
+      resultEl.append(text.slice(0, at), link, text.slice(at + url.length), " ", copy);
     }
 
     function apply(event) {
       const data = event.data || {};
       if (event.kind === "attempt_started") {
         const parts = attemptBlock(data.attempt);
-        const asked = data.requested_len ? fmt(data.requested_len) + " tokens" : "automatic length";
+        const asked = typeof data.requested_len === "number" ? fmt(data.requested_len) + " tokens" : "automatic length (vLLM fits it to the GPU)";
         parts.heading.textContent = "Attempt " + data.attempt + " — " + asked;
-        parts.code.textContent = (data.argv || []).join(" ");
+        parts.code.textContent = event.command || (data.argv || []).join(" ");
+        parts.startedMs = Date.parse(event.at);
       } else if (event.kind === "log") {
         appendLines(attemptBlock(data.attempt), data.lines || []);
       } else if (event.kind === "attempt_finished") {
         const parts = attemptBlock(data.attempt);
         parts.box.classList.remove("running");
-        parts.box.classList.add(data.outcome === "ready" ? "ok" : "failed");
-        let took = "";
-        if (data.started_at && data.ended_at) {
-          took = " (" + ((Date.parse(data.ended_at) - Date.parse(data.started_at)) / 1000).toFixed(1) + " s)";
-        }
-        parts.verdict.textContent = (event.verdict || data.outcome) + took;
-        if (data.exit_code !== null && data.exit_code !== undefined) parts.verdict.title = "exit code " + data.exit_code;
+        parts.box.classList.add(data.outcome === "ready" ? "ok" : data.outcome === "cancelled" ? "cancelled" : "failed");
+        parts.finished = true;
+        const tookMs = toMs(data.ended_at) - toMs(data.started_at);
+        const took = isFinite(tookMs) && tookMs >= 0 ? " (" + seconds(tookMs) + ")" : "";
+        // How vLLM's process ended (exit code, or killed by the launcher), for an attempt that did not serve.
+        const ended = event.ended && event.ended !== "—" ? " · " + event.ended : "";
+        parts.verdict.textContent = (event.verdict || data.outcome) + took + ended;
       } else if (event.kind === "limit_learned") {
         const kv = data.kv_capacity_tokens ? " (KV cache: " + fmt(data.kv_capacity_tokens) + " tokens)" : "";
         // "fits" carries no number: the length asked for fitted, which says nothing about what is above it.
         attemptsBox.appendChild(el("p", "learned", data.learned_from === "fits"
           ? "The length asked for fits this GPU" + kv + "."
           : "Learned: this GPU holds " + fmt(data.max_model_len) + " tokens of this model" + kv + "."));
-      } else if (event.kind === "ready") {
-        showResult("ok", "Serving at " + data.url + " with a context of " + fmt(data.max_model_len) + " tokens.");
-      } else if (event.kind === "failed") {
-        showResult("failed", "Failed: " + (data.reason || data.outcome));
       }
     }
+
+    // While something runs: how long the launch and the current attempt have taken so far.
+    function tick() {
+      if (ended) return;
+      const now = Date.now();
+      if (elapsedEl && isFinite(createdMs)) elapsedEl.textContent = "for " + seconds(now - createdMs);
+      attempts.forEach((parts) => {
+        if (!parts.finished && isFinite(parts.startedMs)) parts.verdict.textContent = "running… " + seconds(Math.max(0, now - parts.startedMs));
+      });
+    }
+    setInterval(tick, 1000);
 
     function showStatus(answer) {
       statusEl.textContent = answer.status_display;
@@ -102,13 +132,18 @@
         stage.classList.toggle("done", now > order.indexOf(stage.dataset.stage) || answer.status === "ready");
         stage.classList.toggle("current", stage.dataset.stage === answer.status);
       });
+      // Stop is offered only while there is something to stop.
+      const stop = document.querySelector('[data-role="stop-link"]');
+      if (stop) stop.hidden = !answer.can_stop;
+      // One state at a time: serving, stopping, or how it ended, with the reason.
+      if (answer.summary) showResult(answer.summary_kind, answer.summary, answer.status === "ready" ? answer.server_url : "");
+      else resultEl.hidden = true;
       if (answer.terminal) {
-        const stop = document.querySelector('[data-role="stop-link"]');
-        if (stop) stop.hidden = true;
-        if (resultEl.hidden) showResult(answer.status === "stopped" ? "ok" : "failed", answer.status_display + (answer.reason ? ": " + answer.reason : "."));
-      }
-      if (answer.status === "ready" && answer.server_url && resultEl.hidden) {
-        showResult("ok", "Serving at " + answer.server_url + " with a context of " + fmt(answer.context_length) + " tokens.");
+        ended = true;
+        if (elapsedEl) elapsedEl.textContent = "";
+        attempts.forEach((parts) => {
+          if (!parts.finished) parts.verdict.textContent = "ended without a verdict (" + answer.status_display.toLowerCase() + ")";
+        });
       }
     }
 

@@ -1,0 +1,194 @@
+"""Every way a launch ends, on the live page in Chromium: one consistent state, the reason, no Stop.
+
+The events are applied the way the control worker applies a GPU worker's reports
+(``Launch.apply_event``), so the rows are those a real launch leaves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from gpus.models import Host
+from launches.models import Launch
+from tests.ui.conftest import make_launch
+from tests.ui.test_browser import browser, log_in, page  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+BROKEN = re.compile(r"\bNaN\b|\bundefined\b")
+
+
+def feed(launch: Launch, *events: tuple[str, dict]) -> Launch:
+    start = launch.last_seq
+    for offset, (kind, data) in enumerate(events, 1):
+        launch.apply_event(start + offset, kind, data)
+    launch.refresh_from_db()
+    return launch
+
+
+def started(attempt: int, requested) -> tuple[str, dict]:
+    argv = ["vllm", "serve", "Qwen/Qwen3-8B-AWQ", "--max-model-len", str(requested)]
+    return "attempt_started", {"attempt": attempt, "requested_len": requested, "argv": argv}
+
+
+def finished(attempt: int, outcome: str, at: float, **data) -> tuple[str, dict]:
+    return "attempt_finished", {
+        "attempt": attempt,
+        "outcome": outcome,
+        "started_at": at,
+        "ended_at": at + 12.5,
+        "log_tail": [],
+        **data,
+    }
+
+
+def ready_at(served: int) -> tuple[str, dict]:
+    return "ready", {"url": "http://127.0.0.1:8101/v1", "max_model_len": served, "pid": 1, "pgid": 1}
+
+
+def ask_to_stop(launch: Launch, user) -> None:
+    """What Launch.request_stop writes, without sending the stop to a host: these tests have no
+    broker, and a message sent now would tie the site's broker connection to the wrong Redis."""
+    assert launch.transition(Launch.Status.STOPPING, stopped_by=user)
+
+
+def open_live(page, live_server, operator, launch: Launch):  # noqa: F811
+    log_in(page, live_server, operator)
+    page.goto(live_server.url + reverse("launches:live", args=[launch.pk]))
+    return page.locator('[data-role="result"]')
+
+
+def assert_ended(page, result, status: str, *sentences: str) -> None:  # noqa: F811
+    from playwright.sync_api import expect
+
+    expect(page.locator('[data-role="status"]')).to_have_text(status)
+    for sentence in sentences:
+        expect(result).to_contain_text(sentence)
+    expect(result).not_to_contain_text("Serving at")
+    expect(page.get_by_role("link", name=re.compile("^Stop"))).to_have_count(0)
+    time.sleep(1.2)  # one more poll and a tick of the timer
+    text = page.locator("body").inner_text()
+    assert BROKEN.search(text) is None, text
+    assert "running…" not in text
+
+
+def test_a_stopped_server_ends_stopped_by_whom_with_its_auto_fit_attempt_in_seconds(
+    page,  # noqa: F811
+    live_server,
+    config,
+    operator,
+):
+    from playwright.sync_api import expect
+
+    now = time.time()
+    launch = make_launch(config, operator)
+    feed(launch, ("accepted", {}), started(1, "auto"), finished(1, "ready", now, parsed_len=40960))
+    feed(launch, ready_at(40960))
+    ask_to_stop(launch, operator)
+    feed(launch, ("stopped", {"reason": "Stopped on request."}))
+    result = open_live(page, live_server, operator, launch)
+    assert_ended(page, result, "Stopped", "Stopped by olivia-operator.")
+    attempt = page.locator('section.attempt[data-attempt="1"]')
+    expect(attempt.locator("h2")).to_have_text("Attempt 1 — automatic length (vLLM fits it to the GPU)")
+    expect(attempt.locator(".verdict")).to_have_text("vLLM is ready with 40,960 tokens of context. (12.5 s)")
+
+
+def test_a_failed_start_ends_failed_with_the_reason(page, live_server, config, operator):  # noqa: F811
+    now = time.time()
+    launch = make_launch(config, operator)
+    reason = "The model's weights do not fit in this GPU's memory; no context length can help."
+    feed(
+        launch,
+        ("accepted", {}),
+        started(1, 40960),
+        finished(1, "weights_do_not_fit", now, exit_code=1),
+        ("failed", {"outcome": "weights_do_not_fit", "reason": reason}),
+    )
+    result = open_live(page, live_server, operator, launch)
+    assert_ended(page, result, "Failed", f"Failed: {reason}")
+    from playwright.sync_api import expect
+
+    expect(page.locator('section.attempt[data-attempt="1"] .verdict')).to_contain_text(
+        "(12.5 s) · exit code 1"
+    )
+
+
+def test_a_start_the_operator_stopped_ends_cancelled_not_failed(
+    page,  # noqa: F811
+    live_server,
+    config,
+    operator,
+):
+    now = time.time()
+    launch = make_launch(config, operator)
+    feed(launch, ("accepted", {}), started(1, 40960))
+    ask_to_stop(launch, operator)
+    feed(launch, finished(1, "cancelled", now), ("failed", {"outcome": "cancelled", "reason": "stopped"}))
+    result = open_live(page, live_server, operator, launch)
+    assert_ended(page, result, "Cancelled", "Cancelled by olivia-operator during the start.")
+    assert "failed" not in result.get_attribute("class")
+
+
+def test_a_crashed_server_ends_crashed_with_its_last_log_lines(page, live_server, config, operator):  # noqa: F811
+    now = time.time()
+    launch = make_launch(config, operator)
+    feed(launch, ("accepted", {}), started(1, 40960), finished(1, "ready", now, parsed_len=40960))
+    feed(launch, ready_at(40960))
+    feed(
+        launch,
+        ("crashed", {"reason": "The server exited (exit code 1).", "log_tail": ["RuntimeError: CUDA error"]}),
+    )
+    result = open_live(page, live_server, operator, launch)
+    assert_ended(page, result, "Crashed", "The server exited (exit code 1).", "RuntimeError: CUDA error")
+
+
+def test_a_launch_whose_worker_went_silent_ends_lost(page, live_server, config, operator):  # noqa: F811
+    launch = make_launch(config, operator)
+    feed(launch, ("accepted", {}), started(1, 40960))
+    Host.objects.filter(pk=config.host_id).update(last_heartbeat=timezone.now() - dt.timedelta(hours=1))
+    assert Launch.objects.mark_lost() == 1
+    result = open_live(page, live_server, operator, launch)
+    assert_ended(page, result, "Lost", "has not reported since")
+
+
+def test_a_yarn_test_that_gains_nothing_says_so_in_words(page, live_server, config, operator, profile):  # noqa: F811
+    from playwright.sync_api import expect
+
+    config.enable_yarn, config.yarn_factor = True, Decimal("2.0")
+    config.save()
+    now = time.time()
+    launch = make_launch(
+        config, operator, kind=Launch.Kind.TEST_YARN, spec={"yarn_factor": 2.0, "native_context": 40960}
+    )
+    feed(
+        launch,
+        ("accepted", {}),
+        started(1, 81920),
+        finished(1, "context_too_long", now, parsed_len=27168, exit_code=-9),
+        started(2, 27168),
+        finished(2, "ready", now + 13, parsed_len=27168),
+        ready_at(27168),
+        (
+            "stopped",
+            {"reason": "YaRN test done.", "test_passed": True, "max_model_len": 27168},
+        ),
+    )
+    result = open_live(page, live_server, operator, launch)
+    assert_ended(
+        page,
+        result,
+        "Stopped",
+        "YaRN ×2.0 on NVIDIA GeForce RTX 3060: vLLM came up with 27,168 tokens; "
+        "the factor gains nothing here",
+    )
+    expect(page.locator('section.attempt[data-attempt="1"] .verdict')).to_contain_text(
+        "KV cache too small for 81,920 tokens; vLLM says 27,168 fit — restarting with 27,168 (12.5 s) · "
+        "killed by the launcher (SIGKILL)"
+    )
