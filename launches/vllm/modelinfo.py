@@ -59,7 +59,32 @@ _UNSCALED_FROM_0_30 = _UNSCALED_BEFORE_0_30 | {"yarn", "deepseek_yarn", "deepsee
 
 # vLLM 0.32.0 model_arch_config_convertor.py (is_deepseek_mla): model types with a latent KV cache.
 _MLA_MODEL_TYPES = frozenset(
-    {"deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", "kimi_linear", "longcat_flash", "glm4_moe_lite"}
+    {
+        "axk1",
+        "deepseek_v2",
+        "deepseek_v3",
+        "deepseek_v32",
+        "deepseek_v4",
+        "deepseek_v41",
+        "dots3_note",
+        "deepseek_mtp",
+        "k3_dspark",
+        "glm5_next",
+        "glm5_next_text",
+        "glm_moe_dsa",
+        "glm4_moe_lite",
+        "glm4_moe_lite_mtp",
+        "kimi_k2",
+        "kimi_linear",
+        "longcat_flash",
+        "pangu_ultra_moe",
+        "pangu_ultra_moe_mtp",
+        "bailing_hybrid",
+        "bailing_hybrid_mtp",
+        "bailing_hybrid_v3_mtp",
+        "hy_v4",
+        "hy_v4_mtp",
+    }
 )
 # Models whose layers mix attention with state-space or linear-attention layers (vLLM's
 # ``IsHybrid`` models): their KV capacity in tokens is not the length they serve.
@@ -237,8 +262,10 @@ class ModelFacts:
         hidden = self.hidden_size
         inter = self.intermediate_size or 4 * hidden
         vocab = self.vocab_size or 32000
-        q_and_o = 2 * hidden * self.num_attention_heads * self.head_dim
-        k_and_v = 2 * hidden * self.num_kv_heads * self.head_dim
+        # An MLA head_dim is the cached latent width, not a projection's; use the hidden split instead.
+        head_dim = hidden // self.num_attention_heads if self.attention_kind == "mla" else self.head_dim
+        q_and_o = 2 * hidden * self.num_attention_heads * head_dim
+        k_and_v = 2 * hidden * self.num_kv_heads * head_dim
         per_layer = q_and_o + k_and_v + 3 * hidden * inter
         embeddings = vocab * hidden * (1 if self.tie_word_embeddings else 2)
         return self.num_layers * per_layer + embeddings
@@ -460,6 +487,10 @@ def facts_from_config(
         head_dim = getattr(text, "hidden_size_per_head", None)
     if not _positive(head_dim):
         head_dim = hidden // heads if heads else 0
+    if is_mla and _positive(getattr(text, "qk_rope_head_dim", None)):
+        # vLLM 0.32.0 model_arch_config_convertor.py (get_head_size): an MLA layer caches one latent
+        # vector of kv_lora_rank + qk_rope_head_dim; the KV heads stay the config's total.
+        head_dim = int(text.kv_lora_rank) + int(text.qk_rope_head_dim)
     kind, attention_layers = _attention_kind(text, model_type, is_mla, base)
     if kind == "mamba":
         kv_heads, head_dim = 0, 0
@@ -490,7 +521,7 @@ def facts_from_config(
         max_len_key=key,
         base_context=int(base),
         num_layers=layers,
-        num_kv_heads=1 if is_mla else kv_heads,
+        num_kv_heads=kv_heads,
         head_dim=int(head_dim),
         num_attention_heads=heads,
         hidden_size=hidden,
