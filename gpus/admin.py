@@ -90,7 +90,7 @@ class ModelSpecAdmin(admin.ModelAdmin):
         "source",
         "revision",
         "native_context_display",
-        "default_context",
+        "default_context_display",
         "attention_kind",
         "facts_state",
         "num_layers",
@@ -103,28 +103,28 @@ class ModelSpecAdmin(admin.ModelAdmin):
         "revision",
         "facts_state",
         "native_context_display",
-        "default_context",
+        "default_context_display",
         "max_len_key",
         "num_layers",
         "num_kv_heads",
         "head_dim",
         "dtype",
         "attention_kind",
-        "kv_bytes_per_token",
+        "kv_bytes_per_token_display",
         "facts_vllm_version",
         "rope_scaling",
     )
     readonly_fields = (
         "facts_state",
         "native_context_display",
-        "default_context",
+        "default_context_display",
         "max_len_key",
         "num_layers",
         "num_kv_heads",
         "head_dim",
         "dtype",
         "attention_kind",
-        "kv_bytes_per_token",
+        "kv_bytes_per_token_display",
         "facts_vllm_version",
         "rope_scaling",
     )
@@ -137,6 +137,15 @@ class ModelSpecAdmin(admin.ModelAdmin):
     @admin.display(description="native context", ordering="native_context")
     def native_context_display(self, obj: ModelSpec) -> str:
         return f"{obj.native_context:,} tokens" if obj.native_context else "-"
+
+    @admin.display(description="default context", ordering="default_context")
+    def default_context_display(self, obj: ModelSpec) -> str:
+        """What vLLM starts at without --max-model-len (below the native context for LongRoPE)."""
+        return f"{obj.default_context:,} tokens" if obj.default_context else "-"
+
+    @admin.display(description="KV bytes per token")
+    def kv_bytes_per_token_display(self, obj: ModelSpec) -> str:
+        return f"{obj.kv_bytes_per_token:,} bytes" if obj.kv_bytes_per_token else "-"
 
     @admin.display(description="config.json")
     def facts_state(self, obj: ModelSpec) -> str:

@@ -155,7 +155,7 @@ def test_a_yarn_test_and_a_redetect_through_the_api_report_what_the_live_page_sh
         return state, events
 
     state, events = follow("test-yarn", {"stopped"})
-    assert state["status"] == "stopped" and "stopped after the test" in state["reason"]
+    assert state["status"] == "stopped" and "vLLM came up with" in state["reason"]
     finished = [event for event in events if event["kind"] == "attempt_finished"]
     assert finished and all(event["verdict"] for event in finished)
     assert [event["seq"] for event in events] == list(range(1, len(events) + 1))

@@ -105,7 +105,8 @@ def test_a_model_whose_context_is_unknown_cannot_launch_yet(as_operator, config,
     ModelSpec.objects.filter(pk=config.model_id).update(native_context=None)
     response = as_operator.post(f"/api/v1/configs/{config.pk}/launch/")
     assert response.status_code == 409
-    assert "is not known yet: read its config.json first" in response.json()["detail"]
+    assert "is not known yet" in response.json()["detail"]
+    assert "Read config.json again" in response.json()["detail"]
 
 
 def test_stopping_an_ended_launch_or_an_idle_config_says_so(as_operator, config, operator) -> None:

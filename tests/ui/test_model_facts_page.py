@@ -23,5 +23,5 @@ def test_the_model_page_shows_native_and_default_context_attention_kind_and_kv_b
     assert model.facts_vllm_version == "0.32.0"
     client.force_login(viewer)
     page = client.get(reverse("admin:gpus_modelspec_change", args=[model.pk])).content.decode()
-    for text in ("131072", "4096", "Default context", "Attention kind", "393216"):
+    for text in ("131,072 tokens", "4,096 tokens", "Default context", "Attention kind", "393,216 bytes"):
         assert text in page, text
