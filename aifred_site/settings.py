@@ -179,8 +179,15 @@ CELERY_TASK_IGNORE_RESULT = True
 # The control worker's queue; tests give each run its own name so parallel runs do not collide.
 CONTROL_QUEUE = env_str("AIFRED_CONTROL_QUEUE", "control")
 CELERY_TASK_DEFAULT_QUEUE = CONTROL_QUEUE
+# Applying an event is idempotent, so a message whose worker died is safely delivered again: late
+# acknowledgement, and redelivery after a visibility timeout sized to the work (an event applies in
+# milliseconds), not Redis' default hour. It must stay above the longest retry countdown (30 s).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+BROKER_VISIBILITY_TIMEOUT = env_int("AIFRED_VISIBILITY_TIMEOUT", 60)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT}
+# Keep reconnecting to a broker that went away, however long it takes.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
@@ -203,6 +210,14 @@ HF_HUB_ALLOW_DOWNLOAD = env_bool("AIFRED_HF_ALLOW_DOWNLOAD", default=True)
 HOST_ONLINE_SECONDS = env_int("AIFRED_HOST_ONLINE_SECONDS", 30)
 # A launch whose worker has said nothing for this long is marked lost.
 LAUNCH_LOST_SECONDS = env_int("AIFRED_LAUNCH_LOST_SECONDS", 120)
+# The longest a launch may stay queued (its spec not taken by the host), starting, or stopping before
+# it is ended with the reason, whatever was lost in between.
+LAUNCH_QUEUED_SECONDS = env_int("AIFRED_LAUNCH_QUEUED_SECONDS", 120)
+LAUNCH_STARTING_SECONDS = env_int("AIFRED_LAUNCH_STARTING_SECONDS", 3600)
+LAUNCH_STOPPING_SECONDS = env_int("AIFRED_LAUNCH_STOPPING_SECONDS", 120)
+# How long a difference between a heartbeat and the database may last before it is acted on (events
+# may still be on their way): a missing event is asked for again, a launch the host lacks is ended.
+RECONCILE_GRACE_SECONDS = env_int("AIFRED_RECONCILE_GRACE_SECONDS", 5)
 
 LOGGING = {
     "version": 1,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import shlex
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,14 +11,17 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from gpus.fingerprint import memory_fingerprint
 from gpus.models import DetectedLimit, Gpu, GpuProfile
+from launches.contract import ContractError, LaunchSpec, parse_event
 from launches.vllm.flags import ExtraArgsError, parse_extra_args
+
+log = logging.getLogger(__name__)
 
 YARN_FACTORS = tuple(Decimal(f"{step / 2:.1f}") for step in range(2, 17))  # 1.0, 1.5, ... 8.0
 PORT_MIN, PORT_MAX = 1024, 65535
@@ -25,16 +29,20 @@ PORT_MIN, PORT_MAX = 1024, 65535
 # Task names shared with the workers; sent by name so the web process never imports worker code.
 RUN_LAUNCH_TASK = "launches.gpu.run_launch"
 STOP_LAUNCH_TASK = "launches.gpu.stop_launch"
+RECONCILE_TASK = "launches.gpu.reconcile"
 
 
 class LaunchRefused(Exception):
     """A launch or stop that cannot be done now; the message says why and what to do."""
 
 
-def send_to_host(task_name: str, host_queue: str, args: list, task_id: str | None = None) -> None:
+def send_to_host(
+    task_name: str, host_queue: str, args: list, task_id: str | None = None, expires: float | None = None
+) -> None:
+    """Send one task to a host's queue; ``expires`` in seconds (a spec the host takes too late is dropped)."""
     from aifred_site.celery import app
 
-    app.send_task(task_name, args=args, queue=host_queue, task_id=task_id)
+    app.send_task(task_name, args=args, queue=host_queue, task_id=task_id, expires=expires)
 
 
 def validate_yarn_factor(value: Decimal) -> None:
@@ -267,8 +275,8 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
         )
 
     def mark_lost(self) -> int:
-        """Give every launch whose worker vanished its terminal state, with the reason."""
-        marked = 0
+        """Give every launch whose worker vanished, or that overstayed a bound, its terminal state."""
+        marked = self.end_overdue()
         for launch in self.worker_vanished().select_related("host"):
             seen = launch.host.last_heartbeat
             since = f"since {seen:%Y-%m-%d %H:%M:%S %Z}" if seen else "ever"
@@ -280,6 +288,106 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
             )
             marked += launch.transition(Launch.Status.LOST, reason=reason)
         return marked
+
+    def end_overdue(self) -> int:
+        """End launches that stayed queued, starting or stopping longer than their bound (settings).
+
+        Whatever was lost in between (a spec, an event, a stop), no launch waits for ever: queued past
+        ``LAUNCH_QUEUED_SECONDS`` fails ("the host never received it"), starting past
+        ``LAUNCH_STARTING_SECONDS`` fails, stopping past ``LAUNCH_STOPPING_SECONDS`` ends lost. A
+        server still running for such a launch is stopped by its worker at the next heartbeat.
+        """
+        now = timezone.now()
+        ended = 0
+        bounds = (
+            (Launch.Status.QUEUED, "created_at", settings.LAUNCH_QUEUED_SECONDS, Launch.Status.FAILED),
+            (Launch.Status.STARTING, "started_at", settings.LAUNCH_STARTING_SECONDS, Launch.Status.FAILED),
+            (
+                Launch.Status.STOPPING,
+                "stop_requested_at",
+                settings.LAUNCH_STOPPING_SECONDS,
+                Launch.Status.LOST,
+            ),
+        )
+        for status, since, seconds, target in bounds:
+            cutoff = now - timedelta(seconds=seconds)
+            overdue = self.filter(status=status).filter(
+                Q(**{f"{since}__lt": cutoff}) | Q(**{f"{since}__isnull": True}, created_at__lt=cutoff)
+            )
+            for launch in overdue.select_related("host"):
+                if status == Launch.Status.QUEUED:
+                    reason = (
+                        f"The host never received it: {launch.host.name} did not take the launch within "
+                        f"{seconds} s. Check that its GPU worker runs, then launch again."
+                    )
+                    outcome = "never_received"
+                elif status == Launch.Status.STARTING:
+                    reason = f"The server did not become ready within {seconds} s; its worker stops it."
+                    outcome = "start_timeout"
+                else:
+                    reason = (
+                        f"{launch.host.name} did not confirm the stop within {seconds} s; its worker stops "
+                        "the server when it reports again."
+                    )
+                    outcome = "stop_unconfirmed"
+                ended += launch.transition(target, reason=reason, outcome=outcome)
+        return ended
+
+    def reconcile(self, host, report: dict[str, Any]) -> dict[str, Any]:
+        """Compare a heartbeat's view of the host's launches with the database and converge.
+
+        ``report["launches"]``: [{launch_id, status, last_seq}] as the worker holds them;
+        ``report["received"]``: launch ids whose spec reached it. Returns the directive for the
+        worker — ``confirmed`` {id: last seq applied}, ``resend`` {id: first seq missing}, ``stop``
+        [ids the site considers ended] — after ending here what the host does not hold: a stopping
+        launch it runs nothing for is stopped, a starting or running one it no longer holds is lost,
+        and a queued one whose spec never reached it is sent again (ended once its bound passes).
+        """
+        now = timezone.now()
+        grace = timedelta(seconds=settings.RECONCILE_GRACE_SECONDS)
+        view = {int(item["launch_id"]): item for item in report.get("launches") or []}
+        received = {int(launch_id) for launch_id in report.get("received") or []}
+        directive: dict[str, Any] = {"confirmed": {}, "resend": {}, "stop": []}
+        rows = {
+            launch.pk: launch
+            for launch in self.filter(Q(pk__in=list(view)) | Q(host=host, status__in=Launch.Status.active()))
+        }
+        for launch_id, item in view.items():
+            launch = rows.get(launch_id)
+            if launch is None or launch.host_id != host.pk:
+                # Deleted, or not this host's: nothing to apply; whatever runs for it must stop.
+                directive["confirmed"][launch_id] = int(item.get("last_seq") or 0)
+                directive["stop"].append(launch_id)
+                continue
+            directive["confirmed"][launch_id] = launch.last_seq
+            quiet = launch.last_event_at is None or launch.last_event_at < now - grace
+            if int(item.get("last_seq") or 0) > launch.last_seq and quiet:
+                directive["resend"][launch_id] = launch.last_seq + 1
+            if launch.is_terminal and item.get("status") in ("starting", "ready"):
+                directive["stop"].append(launch_id)
+        for launch_id, launch in rows.items():
+            if launch_id in view or launch.host_id != host.pk or launch.is_terminal:
+                continue
+            settled = (launch.last_event_at or launch.created_at) < now - grace
+            if not settled:
+                continue
+            if launch.status == Launch.Status.QUEUED:
+                if launch_id not in received and launch.spec:
+                    # Lost on the way (a broker restart): send it again; the host refuses duplicates.
+                    launch.send_spec()
+                continue
+            if launch.status == Launch.Status.STOPPING:
+                launch.transition(
+                    Launch.Status.STOPPED, reason=f"Stopped: {host.name} runs no server for this launch."
+                )
+            else:
+                launch.transition(
+                    Launch.Status.LOST,
+                    reason=f"The GPU worker on {host.name} no longer holds this launch (it was "
+                    f"{launch.get_status_display().lower()}); what became of its server is unknown.",
+                    outcome="host_forgot",
+                )
+        return directive
 
     def start(self, config: LaunchConfig, user, kind: str = "launch") -> Launch:
         """Create the launch row and enqueue its self-contained spec on the host's queue at commit.
@@ -308,13 +416,7 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
                 f"The native context of {config.model} is not known yet: read its config.json first "
                 "(the model's page has a button for it)."
             )
-        busy = self.active().filter(host=host).exclude(kind=Launch.Kind.TEST_YARN)
-        for other in busy.only("id", "config_snapshot"):
-            if set(other.config_snapshot.get("gpu_indices", [])) & set(config.gpu_index_list):
-                raise LaunchRefused(
-                    f"Launch #{other.pk} is still using GPU {other.config_snapshot.get('gpu_indices')} "
-                    f"on {host.name}; stop it first (one launch at a time per GPU)."
-                )
+        self._refuse_if_busy(host, config.gpu_index_list)
         fingerprint, fields = memory_fingerprint(
             {**config.memory_options(), "vllm_version": host.vllm_version}
         )
@@ -330,46 +432,64 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
         wanted = config.wanted_context()
         known_limit, ceiling_hint = known.start_values(wanted) if known else (None, None)
         snapshot = config.snapshot()
-        with transaction.atomic():
-            launch = self.create(
-                kind=kind,
-                config=config,
-                config_snapshot=snapshot,
-                host=host,
-                model=config.model,
-                gpu_profile=profile,
-                requested_by=user if getattr(user, "is_authenticated", False) else None,
-                fingerprint=fingerprint,
-                known_limit=known_limit,
-                wanted_context=wanted,
-                task_id=str(uuid.uuid4()),
-            )
-            launch.spec = {
-                "launch_id": launch.pk,
-                "kind": kind,
-                "model": config.model.source,
-                "revision": config.model.revision or None,
-                "native_context": config.model.native_context,
-                "base_command": shlex.split(host.vllm_command),
-                "vllm_version": host.vllm_version or None,
-                "known_limit": launch.known_limit,
-                "ceiling_hint": ceiling_hint,
-                "yarn_factor": float(config.effective_yarn_factor),
-                "context_cap": config.context_cap,
-                "gpu_indices": config.gpu_index_list,
-                "gpu_uuids": [card.uuid for card in cards],
-                "port": config.port,
-                "served_model_name": config.served_model_name or None,
-                "options": {**config.memory_options(), "extra_args": config.extra_args_list},
-                "fingerprint": fingerprint,
-                "fingerprint_fields": fields,
-                "detect_only": kind == Launch.Kind.TEST_YARN,
-            }
-            launch.save(update_fields=["spec"])
-            transaction.on_commit(
-                lambda: send_to_host(RUN_LAUNCH_TASK, host.queue, [launch.spec], task_id=launch.task_id)
-            )
+        try:
+            with transaction.atomic():
+                launch = self.create(
+                    kind=kind,
+                    config=config,
+                    config_snapshot=snapshot,
+                    host=host,
+                    model=config.model,
+                    gpu_profile=profile,
+                    requested_by=user if getattr(user, "is_authenticated", False) else None,
+                    fingerprint=fingerprint,
+                    known_limit=known_limit,
+                    wanted_context=wanted,
+                    task_id=str(uuid.uuid4()),
+                )
+                if kind != Launch.Kind.TEST_YARN:
+                    GpuLease.objects.take(launch, config.gpu_index_list)
+                launch.spec = LaunchSpec(
+                    launch_id=launch.pk,
+                    spec_id=launch.task_id,
+                    kind=kind,
+                    model=config.model.source,
+                    revision=config.model.revision or None,
+                    native_context=config.model.native_context,
+                    base_command=shlex.split(host.vllm_command),
+                    vllm_version=host.vllm_version or None,
+                    known_limit=launch.known_limit,
+                    ceiling_hint=ceiling_hint,
+                    yarn_factor=float(config.effective_yarn_factor),
+                    context_cap=config.context_cap,
+                    gpu_indices=config.gpu_index_list,
+                    gpu_uuids=[card.uuid for card in cards],
+                    port=config.port,
+                    served_model_name=config.served_model_name or None,
+                    options={**config.memory_options(), "extra_args": config.extra_args_list},
+                    fingerprint=fingerprint,
+                    fingerprint_fields=fields,
+                    detect_only=kind == Launch.Kind.TEST_YARN,
+                ).to_dict()
+                launch.save(update_fields=["spec"])
+        except IntegrityError:
+            # Another request took a card between the check above and the lease: say who holds it.
+            self._refuse_if_busy(host, config.gpu_index_list)
+            raise LaunchRefused(
+                f"GPU {config.gpu_index_list} on {host.name} was just taken by another launch; try again."
+            ) from None
+        # Robust: a broker that is away must not fail the request; the reconciliation sends it again.
+        transaction.on_commit(launch.send_spec, robust=True)
         return launch
+
+    def _refuse_if_busy(self, host, indices: list[int]) -> None:
+        busy = self.active().filter(host=host).exclude(kind=Launch.Kind.TEST_YARN)
+        for other in busy.only("id", "config_snapshot"):
+            if set(other.config_snapshot.get("gpu_indices", [])) & set(indices):
+                raise LaunchRefused(
+                    f"Launch #{other.pk} is still using GPU {other.config_snapshot.get('gpu_indices')} "
+                    f"on {host.name}; stop it first (one launch at a time per GPU)."
+                )
 
 
 class Launch(models.Model):
@@ -447,6 +567,7 @@ class Launch(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ready_at = models.DateTimeField(null=True, blank=True)
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
 
     objects = LaunchQuerySet.as_manager()
@@ -479,14 +600,32 @@ class Launch(models.Model):
         """Move to ``target`` if the current state allows it; a conditional UPDATE, so it is idempotent."""
         if target in self.Status.terminal():
             fields.setdefault("ended_at", timezone.now())
-        changed = Launch.objects.filter(pk=self.pk, status__in=self.sources_of(target)).update(
-            status=target, **fields
-        )
+        with transaction.atomic():
+            changed = Launch.objects.filter(pk=self.pk, status__in=self.sources_of(target)).update(
+                status=target, **fields
+            )
+            if changed and target in self.Status.terminal():
+                # An ended launch holds no card and no attempt stays "running…".
+                GpuLease.objects.filter(launch_id=self.pk).delete()
+                LaunchAttempt.objects.filter(launch_id=self.pk, ended_at__isnull=True).update(
+                    ended_at=fields["ended_at"]
+                )
+                LaunchAttempt.objects.filter(launch_id=self.pk, outcome="").update(outcome="interrupted")
         if changed:
             self.status = target
             for name, value in fields.items():
                 setattr(self, name, value)
         return bool(changed)
+
+    def send_spec(self) -> None:
+        """Send the launch spec to its host's queue; a spec older than its bound is dropped there."""
+        send_to_host(
+            RUN_LAUNCH_TASK,
+            self.host.queue,
+            [self.spec],
+            task_id=self.task_id,
+            expires=float(settings.LAUNCH_QUEUED_SECONDS),
+        )
 
     def request_stop(self, user=None) -> None:
         """Ask the host to stop the server (or abandon a start in progress)."""
@@ -496,18 +635,33 @@ class Launch(models.Model):
             # Not picked up yet: cancel here; the worker skips specs of cancelled launches.
             self.transition(self.Status.CANCELLED, reason="Cancelled before a GPU host picked it up.")
         else:
-            self.transition(self.Status.STOPPING)
-        transaction.on_commit(lambda: send_to_host(STOP_LAUNCH_TASK, self.host.queue, [self.pk]))
+            self.transition(self.Status.STOPPING, stop_requested_at=timezone.now())
+        # If the broker is away the stop is not lost: the next heartbeat shows what still runs.
+        transaction.on_commit(lambda: send_to_host(STOP_LAUNCH_TASK, self.host.queue, [self.pk]), robust=True)
 
     # --- events from the GPU worker -----------------------------------------------------------
 
     def apply_event(self, seq: int, kind: str, data: dict[str, Any], emitted_at: str | None = None) -> bool:
         """Store a numbered event and apply every stored event that is next in line.
 
-        An event that arrives ahead of a gap waits in LaunchEvent until the gap fills. A duplicated
-        event (same launch and seq) is not stored again and changes nothing. Returns whether the
-        event was new.
+        An event that arrives ahead of a gap waits in LaunchEvent until the gap fills (the worker
+        sends it again when a heartbeat shows the gap). A duplicated event (same launch and seq) is
+        not stored again and changes nothing. An event that does not parse is stored as a
+        ``RefusedEvent`` with its reason and takes no number, so the real event with that number still
+        applies. Returns whether the event was new.
         """
+        try:
+            parse_event(self.pk, seq, kind, data, emitted_at)
+        except ContractError as exc:
+            RefusedEvent.objects.create(
+                launch_id=self.pk,
+                seq=seq if isinstance(seq, int) else None,
+                kind=str(kind)[:40],
+                data=data if isinstance(data, dict) else {"value": repr(data)[:2000]},
+                reason=str(exc),
+            )
+            log.warning("launch %s: event %s refused: %s", self.pk, seq, exc)
+            return False
         _, created = LaunchEvent.objects.get_or_create(
             launch_id=self.pk,
             seq=seq,
@@ -536,7 +690,19 @@ class Launch(models.Model):
                 self.refresh_from_db()
                 handler = getattr(self, f"_on_{event.kind}", None)
                 if handler is not None:
-                    handler(event.data or {}, event.emitted_at or timezone.now())
+                    try:
+                        with transaction.atomic():
+                            handler(event.data or {}, event.emitted_at or timezone.now())
+                    except (KeyError, TypeError, ValueError) as exc:
+                        # A payload that parsed but cannot be applied: kept with its reason, and the
+                        # launch goes on with the next event instead of raising on it for ever.
+                        RefusedEvent.objects.create(
+                            launch_id=self.pk,
+                            seq=event.seq,
+                            kind=event.kind,
+                            data=event.data,
+                            reason=f"Could not be applied: {exc!r}",
+                        )
                 applied += 1
 
     def _on_accepted(self, data: dict, when: datetime) -> None:
@@ -629,6 +795,57 @@ def _from_epoch(value: Any) -> datetime | None:
     if isinstance(value, int | float) and value > 0:
         return datetime.fromtimestamp(value, tz=UTC)
     return None
+
+
+class GpuLeaseQuerySet(models.QuerySet["GpuLease"]):
+    def take(self, launch: Launch, indices: list[int]) -> None:
+        """Lease the cards to ``launch`` (inside the transaction that created it).
+
+        A lease whose launch has ended is free and removed first; the unique card key makes a
+        concurrent request for a card already leased fail with ``IntegrityError``.
+        """
+        self.filter(
+            host_id=launch.host_id, gpu_index__in=indices, launch__status__in=Launch.Status.terminal()
+        ).delete()
+        self.bulk_create(
+            [GpuLease(host_id=launch.host_id, gpu_index=index, launch=launch) for index in indices]
+        )
+
+
+class GpuLease(models.Model):
+    """One card of one host held by one active launch: the database's one-launch-per-GPU rule."""
+
+    host = models.ForeignKey("gpus.Host", on_delete=models.CASCADE, related_name="+")
+    gpu_index = models.PositiveSmallIntegerField()
+    launch = models.ForeignKey(Launch, on_delete=models.CASCADE, related_name="leases")
+    taken_at = models.DateTimeField(default=timezone.now)
+
+    objects = GpuLeaseQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["host", "gpu_index"], name="gpulease_one_launch_per_card")
+        ]
+
+    def __str__(self) -> str:
+        return f"GPU {self.gpu_index} of host {self.host_id} → launch #{self.launch_id}"
+
+
+class RefusedEvent(models.Model):
+    """An event from a GPU worker that did not parse or could not be applied, kept with the reason."""
+
+    launch = models.ForeignKey(Launch, on_delete=models.CASCADE, related_name="refused_events")
+    seq = models.IntegerField(null=True, blank=True)
+    kind = models.CharField(max_length=40, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    reason = models.TextField()
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"#{self.launch_id}.{self.seq} {self.kind} refused"
 
 
 class LaunchAttempt(models.Model):
