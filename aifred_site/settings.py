@@ -218,6 +218,10 @@ LAUNCH_STOPPING_SECONDS = env_int("AIFRED_LAUNCH_STOPPING_SECONDS", 120)
 # How long a difference between a heartbeat and the database may last before it is acted on (events
 # may still be on their way): a missing event is asked for again, a launch the host lacks is ended.
 RECONCILE_GRACE_SECONDS = env_int("AIFRED_RECONCILE_GRACE_SECONDS", 5)
+# Auto-restart of servers whose config keeps them up: at most this many restarts within this many
+# minutes, then the launch ends as a crash loop.
+RESTART_LIMIT = env_int("AIFRED_RESTART_LIMIT", 3)
+RESTART_WINDOW_MINUTES = env_int("AIFRED_RESTART_WINDOW_MINUTES", 10)
 
 LOGGING = {
     "version": 1,

@@ -131,6 +131,12 @@ class LaunchConfig(models.Model):
         validators=[MinValueValidator(1)],
         help_text="Optional upper bound on the context length, in tokens.",
     )
+    keep_up = models.BooleanField(
+        default=False,
+        verbose_name="keep the server up",
+        help_text="Restart the server when it crashes, waiting longer each time; after too many crashes "
+        "in a short time the launch ends as a crash loop.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -470,6 +476,9 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
                     fingerprint=fingerprint,
                     fingerprint_fields=fields,
                     detect_only=kind == Launch.Kind.TEST_YARN,
+                    keep_up=config.keep_up and kind == Launch.Kind.LAUNCH,
+                    restart_limit=settings.RESTART_LIMIT,
+                    restart_window_s=settings.RESTART_WINDOW_MINUTES * 60,
                 ).to_dict()
                 launch.save(update_fields=["spec"])
         except IntegrityError:
@@ -525,7 +534,10 @@ class Launch(models.Model):
         Status.STARTING: frozenset(
             {Status.READY, Status.FAILED, Status.CANCELLED, Status.LOST, Status.STOPPING}
         ),
-        Status.READY: frozenset({Status.STOPPING, Status.STOPPED, Status.CRASHED, Status.LOST}),
+        # READY → STARTING: a server kept up that crashed is being started again.
+        Status.READY: frozenset(
+            {Status.STARTING, Status.STOPPING, Status.STOPPED, Status.CRASHED, Status.LOST}
+        ),
         Status.STOPPING: frozenset({Status.STOPPED, Status.CANCELLED, Status.FAILED, Status.LOST}),
         Status.STOPPED: frozenset(),
         Status.FAILED: frozenset(),
@@ -568,6 +580,11 @@ class Launch(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     ready_at = models.DateTimeField(null=True, blank=True)
     stop_requested_at = models.DateTimeField(null=True, blank=True)
+    restarts = models.PositiveSmallIntegerField(
+        default=0, help_text="Crashes restarted (keep the server up)."
+    )
+    restart_limit = models.PositiveSmallIntegerField(default=0)
+    next_restart_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
 
     objects = LaunchQuerySet.as_manager()
@@ -777,7 +794,35 @@ class Launch(models.Model):
     def _on_crashed(self, data: dict, when: datetime) -> None:
         tail = "\n".join(data.get("log_tail") or [])
         reason = data.get("reason") or "The server exited."
-        self.transition(self.Status.CRASHED, reason=f"{reason}\nLast log lines:\n{tail}" if tail else reason)
+        fields = {"next_restart_at": None}
+        if data.get("outcome"):
+            fields["outcome"] = data["outcome"]
+        self.transition(
+            self.Status.CRASHED, reason=f"{reason}\nLast log lines:\n{tail}" if tail else reason, **fields
+        )
+
+    def _on_restarting(self, data: dict, when: datetime) -> None:
+        """A server kept up crashed and is started again after a wait (see the GPU worker)."""
+        Launch.objects.filter(pk=self.pk).update(
+            restarts=int(data["restarts"]),
+            restart_limit=int(data.get("restart_limit") or 0),
+            next_restart_at=when + timedelta(seconds=float(data["next_try_in"])),
+        )
+        self.transition(self.Status.STARTING, started_at=when)
+
+    @property
+    def restart_summary(self) -> str:
+        """ "restarted 2 of 3 times; next try at 12:00:05" for the live page and the fleet, or ''."""
+        if not self.restarts:
+            return ""
+        text = f"restarted {self.restarts} of {self.restart_limit} times"
+        if (
+            self.next_restart_at
+            and self.status == self.Status.STARTING
+            and self.next_restart_at > timezone.now()
+        ):
+            text += f"; next try at {timezone.localtime(self.next_restart_at):%H:%M:%S}"
+        return text
 
     def public_url(self, worker_url: str) -> str:
         """The worker knows its port; clients reach the host by the address the site has for it."""

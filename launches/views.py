@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -49,7 +50,11 @@ def live(request: HttpRequest, pk: int) -> HttpResponse:
 def _started_lengths(launch: Launch) -> dict[int, int | None]:
     """Attempt number -> the length it asked for, from the attempt_started events."""
     started = LaunchEvent.objects.filter(launch=launch, kind="attempt_started").values_list("data", flat=True)
-    return {data.get("attempt"): data.get("requested_len") for data in started}
+    # "auto" (--max-model-len auto) is no number: the verdict says "the automatic length" for None.
+    return {
+        data.get("attempt"): length if isinstance(length := data.get("requested_len"), int) else None
+        for data in started
+    }
 
 
 def event_json(event: LaunchEvent, started: dict[int, int | None]) -> dict:
@@ -89,6 +94,7 @@ def events(request: HttpRequest, pk: int) -> JsonResponse:
             "server_url": launch.server_url,
             "context_length": launch.context_length,
             "kv_capacity_tokens": launch.kv_capacity_tokens,
+            "restarts": launch.restart_summary,
             "events": [event_json(event, started) for event in batch],
             "last_seq": batch[-1].seq if batch else after,
             "more": len(batch) == EVENTS_PER_ANSWER,
@@ -103,7 +109,12 @@ def fleet(request: HttpRequest) -> HttpResponse:
     """Hosts, what runs on them, what was learned per GPU, and how long starts take."""
     require_viewer(request)
     hosts = list(Host.objects.prefetch_related("gpus__profile").order_by("name"))
-    running = list(Launch.objects.running().select_related("host", "model", "gpu_profile", "requested_by"))
+    # A server kept up that is between crash and restart still belongs to the fleet's picture.
+    running = list(
+        Launch.objects.filter(
+            Q(status=Launch.Status.READY) | Q(status=Launch.Status.STARTING, restarts__gt=0)
+        ).select_related("host", "model", "gpu_profile", "requested_by")
+    )
     by_host: dict[int, list[Launch]] = {}
     for launch in running:
         by_host.setdefault(launch.host_id, []).append(launch)

@@ -70,6 +70,8 @@ class WorkerConfig:
     serve_host: str = "0.0.0.0"  # noqa: S104  (servers are for clients on other machines)
     retry_wait_seconds: int = 120
     ready_timeout_seconds: int = 900
+    # Auto-restart waits base, 2 × base, 4 × base ... seconds before each restart of a crashed server.
+    restart_backoff_seconds: float = 5.0
     hf_token: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -84,6 +86,7 @@ class WorkerConfig:
             serve_host=os.environ.get("AIFRED_SERVE_HOST", "0.0.0.0"),  # noqa: S104
             retry_wait_seconds=_env_int("AIFRED_RETRY_WAIT_SECONDS", 120),
             ready_timeout_seconds=_env_int("AIFRED_READY_TIMEOUT_SECONDS", 900),
+            restart_backoff_seconds=float(os.environ.get("AIFRED_RESTART_BACKOFF_SECONDS") or 5.0),
             hf_token=os.environ.get("HF_TOKEN") or None,
         )
 
@@ -293,6 +296,7 @@ class HostRuntime:
                 port=int(spec["port"]),
                 log_dir=str(self.config.state_dir / "logs"),
                 used_mib=options,
+                spec=dict(spec) if parsed.keep_up else {},
             )
             self.records[launch_id] = record
             cancel = self.cancels[launch_id] = threading.Event()
@@ -403,7 +407,7 @@ class HostRuntime:
         )
         result = run_policy(
             request,
-            on_event=lambda kind, data: self.emit(launch_id, kind, data),
+            on_event=lambda kind, data: self.emit(launch_id, kind, self._numbered(record, data)),
             cancel=cancel,
             before_retry=lambda: self.wait_for_free_memory(record.gpu_indices, cancel),
         )
@@ -438,6 +442,85 @@ class HostRuntime:
             # The stop came in between the ready line and now: honour it.
             self.stop_launch(launch_id)
         return "ready"
+
+    @staticmethod
+    def _numbered(record: ServerRecord, data: dict[str, Any]) -> dict[str, Any]:
+        """A restart's attempts are numbered after the earlier ones of the same launch."""
+        if isinstance(data.get("attempt"), int):
+            number = data["attempt"] + record.attempts_before
+            record.attempts_seen = max(record.attempts_seen, number)
+            return {**data, "attempt": number}
+        return data
+
+    def _restart_or_end(self, record: ServerRecord, exit_code: int | None, tail: list[str]) -> bool:
+        """After a crash: restart a server its config keeps up, unless it crashed too often.
+
+        Returns False when the crash stands (no auto-restart asked). Restarts at most
+        ``restart_limit`` times within ``restart_window_s``, waiting base × 2^(n-1) seconds before the
+        n-th; past the limit the launch ends "crash loop" with the last log lines.
+        """
+        spec = record.spec
+        if not spec.get("keep_up"):
+            return False
+        limit, window = int(spec.get("restart_limit") or 0), int(spec.get("restart_window_s") or 600)
+        now = time.time()
+        recent = [when for when in record.restarted_at if now - when < window]
+        code = f" with code {exit_code}" if exit_code is not None else ""
+        if len(recent) >= limit:
+            self.emit(
+                record.launch_id,
+                "crashed",
+                {
+                    "reason": f"Crash loop: the server exited{code} after {len(recent)} restarts within "
+                    f"{window // 60} min; it is not restarted again.",
+                    "outcome": "crash_loop",
+                    "exit_code": exit_code,
+                    "log_tail": tail,
+                },
+            )
+            self._forget(record.launch_id)
+            return True
+        wait = self.config.restart_backoff_seconds * 2 ** len(recent)
+        with self.lock:
+            record.status = "restarting"
+            record.restarted_at = [*recent, now]
+            record.attempts_before = record.attempts_seen
+            record.pid = record.pgid = None
+            self.processes.pop(record.launch_id, None)
+            self._save()
+        self.emit(
+            record.launch_id,
+            "restarting",
+            {
+                "reason": f"The server exited{code}; restart {len(recent) + 1} of {limit} in {wait:g} s.",
+                "restarts": len(recent) + 1,
+                "restart_limit": limit,
+                "next_try_in": wait,
+                "exit_code": exit_code,
+                "log_tail": tail,
+            },
+        )
+        threading.Thread(target=self._restart, args=(record, wait), daemon=True).start()
+        return True
+
+    def _restart(self, record: ServerRecord, wait: float) -> None:
+        if self.stopping.wait(wait):
+            return
+        with self.lock:
+            if self.records.get(record.launch_id) is not record or record.status != "restarting":
+                return  # stopped meanwhile
+            record.status = "starting"
+            cancel = self.cancels[record.launch_id] = threading.Event()
+        # Straight to the length it served: no need to find the limit again.
+        spec = {**record.spec, "known_limit": record.max_model_len or record.spec.get("known_limit")}
+        try:
+            self._start(spec, record, cancel)
+        except Exception as exc:
+            log.exception("restart of launch %s failed unexpectedly", record.launch_id)
+            self.emit(
+                record.launch_id, "failed", {"outcome": "failed", "reason": f"The restart failed: {exc}"}
+            )
+            self._forget(record.launch_id)
 
     def wait_for_free_memory(self, indices: list[int], cancel: threading.Event) -> None:
         """Before a second attempt: wait until the cards' memory is free again, within a time limit.
@@ -525,6 +608,8 @@ class HostRuntime:
                 if follower is not None:
                     follower.join(timeout=2.0)  # its last lines, read before the report
                 exit_code = process.returncode if process is not None else None
+                if self._restart_or_end(record, exit_code, self._log_tail(record, process)):
+                    continue
                 self.emit(
                     record.launch_id,
                     "crashed",

@@ -20,7 +20,7 @@ from typing import Any
 class ServerRecord:
     launch_id: int
     kind: str
-    status: str  # "starting", "ready" or "stopping"
+    status: str  # "starting", "ready", "restarting" or "stopping"
     gpu_indices: list[int]
     port: int
     # The next event number of this launch; written before an event is sent (see HostRuntime.emit).
@@ -34,6 +34,12 @@ class ServerRecord:
     # launches.vllm.process), so a restarted worker can follow the server it adopts.
     log_path: str = ""
     used_mib: dict[str, int] = field(default_factory=dict)
+    # Auto-restart: the spec to start again from, when (epoch seconds) the server was restarted, and
+    # how many attempts earlier starts made (a restart's attempts are numbered after them).
+    spec: dict[str, Any] = field(default_factory=dict)
+    restarted_at: list[float] = field(default_factory=list)
+    attempts_before: int = 0
+    attempts_seen: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
