@@ -44,7 +44,9 @@ BOUND_SECONDS = 120
 
 def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
-        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -86,7 +88,9 @@ class Redis:
         if server is None:
             sys.exit("bench/fleet.py needs redis-server (apt-get install redis-server).")
         argv = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(argv, cwd=self.directory, stdout=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            argv, cwd=self.directory, stdout=subprocess.DEVNULL, start_new_session=True
+        )
         time.sleep(0.3)
 
     def stop(self) -> None:
@@ -137,7 +141,11 @@ def main() -> int:
     call_command("migrate", "--noinput", verbosity=0)
 
     processes: list[subprocess.Popen] = []
-    control_env = {**base, "DJANGO_SETTINGS_MODULE": "aifred_site.settings", "AIFRED_VAR_DIR": str(work / "var")}
+    control_env = {
+        **base,
+        "DJANGO_SETTINGS_MODULE": "aifred_site.settings",
+        "AIFRED_VAR_DIR": str(work / "var"),
+    }
     processes.append(
         start(
             [sys.executable, "manage.py", "control_worker", "--concurrency=2", f"--schedule={work / 'beat'}"],
@@ -159,7 +167,9 @@ def main() -> int:
             "AIFRED_STATE_DIR": str(work / f"state-{host}"),
             "AIFRED_SERVE_HOST": "127.0.0.1",
         }
-        processes.append(start([sys.executable, "-m", "launches.gpu", "--host", host], env, work / f"{host}.log"))
+        processes.append(
+            start([sys.executable, "-m", "launches.gpu", "--host", host], env, work / f"{host}.log")
+        )
 
     try:
         deadline = time.monotonic() + 180
@@ -228,7 +238,12 @@ def main() -> int:
                 seen = time.time()
                 launch.refresh_from_db()
                 attempt = launch.attempts.order_by("number").last()
-                if launch.status == Launch.Status.READY and attempt and attempt.started_at and launch.ready_at:
+                if (
+                    launch.status == Launch.Status.READY
+                    and attempt
+                    and attempt.started_at
+                    and launch.ready_at
+                ):
                     own = (launch.ready_at - attempt.started_at).total_seconds()
                     with lock:
                         overheads.append(seen - asked - own)
@@ -267,7 +282,7 @@ def main() -> int:
             if not values:
                 return float("nan")
             ordered = sorted(values)
-            return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+            return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
         print(f"hosts {args.hosts}, launches {args.launches}{' with a Redis restart' if args.chaos else ''}")
         print(f"elapsed {elapsed:.1f} s; end states {outcomes}")
@@ -276,7 +291,10 @@ def main() -> int:
             f"p50 {percentile(overheads, 0.5):.3f} s, p95 {percentile(overheads, 0.95):.3f} s, "
             f"p99 {percentile(overheads, 0.99):.3f} s, mean {statistics.fmean(overheads or [0]):.3f} s"
         )
-        print(f"lost {lost}; stuck past {BOUND_SECONDS} s {len(stuck) + not_ended}; most servers on one GPU {max_per_gpu[0]}")
+        print(
+            f"lost {lost}; stuck past {BOUND_SECONDS} s {len(stuck) + not_ended}; "
+            f"most servers on one GPU {max_per_gpu[0]}"
+        )
         print(f"control worker: {events} events applied, {events / elapsed:.1f} events/s")
         print(
             json.dumps(

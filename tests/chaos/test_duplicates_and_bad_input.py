@@ -12,7 +12,7 @@ from launches.models import RUN_LAUNCH_TASK, GpuLease, Launch, LaunchRefused, Re
 from launches.tasks import apply_event
 from tests.chaos.drills import assert_settled
 from tests.conftest import make_config, make_gpu, make_host, make_model
-from tests.workers.conftest import H100, host_name, wait_for
+from tests.workers.conftest import H100, host_name
 from tests.workers.helpers import config_for, demo_model, wait_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -33,7 +33,8 @@ def test_a_server_kept_up_is_restarted_after_each_crash_until_the_crash_loop_lim
 
     for restart in (1, 2):
         crash_the_server(fleet, host, launch)
-        wait_for(lambda n=restart: launch.events.filter(kind="restarting").count() == n, 20, "the restart")
+        restarting = launch.events.filter(kind="restarting")
+        wait_for(lambda n=restart, events=restarting: events.count() == n, 20, "the restart")
         launch = wait_status(launch, Launch.Status.READY, timeout=30)
         assert launch.restarts == restart and launch.context_length == served
         # The restart's attempt is numbered after the earlier ones; the earlier rows stay as they were.
