@@ -50,7 +50,7 @@ REQUIRED_PAYLOAD: dict[EventKind, dict[str, tuple[type, ...]]] = {
     EventKind.ATTEMPT_FINISHED: {"attempt": _INT, "outcome": _STR},
     EventKind.LOG: {"attempt": _INT, "lines": _LIST},
     EventKind.LIMIT_LEARNED: {"max_model_len": _INT},
-    EventKind.READY: {"url": _STR, "max_model_len": _INT},
+    EventKind.READY: {"url": _STR},
     EventKind.FAILED: {"reason": _STR},
     EventKind.CANCELLED: {"reason": _STR},
     EventKind.STOPPED: {"reason": _STR},

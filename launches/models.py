@@ -133,6 +133,7 @@ class LaunchConfig(models.Model):
     )
     keep_up = models.BooleanField(
         default=False,
+        db_default=False,
         verbose_name="keep the server up",
         help_text="Restart the server when it crashes, waiting longer each time; after too many crashes "
         "in a short time the launch ends as a crash loop.",
@@ -580,10 +581,11 @@ class Launch(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     ready_at = models.DateTimeField(null=True, blank=True)
     stop_requested_at = models.DateTimeField(null=True, blank=True)
+    # db_default too: rows written by plain SQL (bulk loads) get the value as well.
     restarts = models.PositiveSmallIntegerField(
-        default=0, help_text="Crashes restarted (keep the server up)."
+        default=0, db_default=0, help_text="Crashes restarted (keep the server up)."
     )
-    restart_limit = models.PositiveSmallIntegerField(default=0)
+    restart_limit = models.PositiveSmallIntegerField(default=0, db_default=0)
     next_restart_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
 
@@ -670,13 +672,15 @@ class Launch(models.Model):
         try:
             parse_event(self.pk, seq, kind, data, emitted_at)
         except ContractError as exc:
-            RefusedEvent.objects.create(
+            RefusedEvent.objects.get_or_create(
                 launch_id=self.pk,
-                seq=seq if isinstance(seq, int) else None,
+                seq=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
                 kind=str(kind)[:40],
-                data=data if isinstance(data, dict) else {"value": repr(data)[:2000]},
                 reason=str(exc),
+                defaults={"data": data if isinstance(data, dict) else {"value": repr(data)[:2000]}},
             )
+            # Events after it may be waiting for its number: apply them if it stays refused.
+            self.apply_pending_events()
             log.warning("launch %s: event %s refused: %s", self.pk, seq, exc)
             return False
         _, created = LaunchEvent.objects.get_or_create(
@@ -697,6 +701,8 @@ class Launch(models.Model):
                     return applied
                 event = LaunchEvent.objects.filter(launch_id=self.pk, seq=last_seq + 1).first()
                 if event is None:
+                    if self._pass_refused(last_seq):
+                        continue
                     return applied
                 # Claim the event with a conditional UPDATE: a concurrent applier matches no row.
                 claimed = Launch.objects.filter(pk=self.pk, last_seq=last_seq).update(
@@ -721,6 +727,23 @@ class Launch(models.Model):
                             reason=f"Could not be applied: {exc!r}",
                         )
                 applied += 1
+
+    def _pass_refused(self, last_seq: int) -> bool:
+        """Step over the number of an event refused more than the reconcile grace ago.
+
+        A refused event takes no number at once: the real event with that number may still come (a
+        garbled copy arrived first). When none came within the grace (the worker itself sent it that
+        way, and sent it again when asked), the launch goes on without it.
+        """
+        cutoff = timezone.now() - timedelta(seconds=settings.RECONCILE_GRACE_SECONDS)
+        if not RefusedEvent.objects.filter(
+            launch_id=self.pk, seq=last_seq + 1, received_at__lt=cutoff
+        ).exists():
+            return False
+        Launch.objects.filter(pk=self.pk, last_seq=last_seq).update(
+            last_seq=last_seq + 1, last_event_at=timezone.now()
+        )
+        return True
 
     def _on_accepted(self, data: dict, when: datetime) -> None:
         self.transition(self.Status.STARTING, started_at=when)
