@@ -346,7 +346,7 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
         ``report["launches"]``: [{launch_id, status, last_seq}] as the worker holds them;
         ``report["received"]``: launch ids whose spec reached it. Returns the directive for the
         worker — ``confirmed`` {id: last seq applied}, ``resend`` {id: first seq missing}, ``stop``
-        [ids the site considers ended] — after ending here what the host does not hold: a stopping
+        [ids the site considers ended, or asked to stop and still running there] — after ending here what the host does not hold: a stopping
         launch it runs nothing for is stopped, a starting or running one it no longer holds is lost,
         and a queued one whose spec never reached it is sent again (ended once its bound passes).
         """
@@ -366,11 +366,18 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
                 directive["confirmed"][launch_id] = int(item.get("last_seq") or 0)
                 directive["stop"].append(launch_id)
                 continue
-            directive["confirmed"][launch_id] = launch.last_seq
+            if item.get("unconfirmed", 1):
+                directive["confirmed"][launch_id] = launch.last_seq
             quiet = launch.last_event_at is None or launch.last_event_at < now - grace
             if int(item.get("last_seq") or 0) > launch.last_seq and quiet:
                 directive["resend"][launch_id] = launch.last_seq + 1
-            if launch.is_terminal and item.get("status") in ("starting", "ready"):
+            running = item.get("status") in ("starting", "ready", "restarting")
+            stop_unheard = (
+                launch.status == Launch.Status.STOPPING
+                and (launch.stop_requested_at or launch.created_at) < now - grace
+            )
+            if running and (launch.is_terminal or stop_unheard):
+                # Ended here, or a stop that never reached the host (the broker was away): stop it.
                 directive["stop"].append(launch_id)
         for launch_id, launch in rows.items():
             if launch_id in view or launch.host_id != host.pk or launch.is_terminal:

@@ -179,16 +179,20 @@ class HostRuntime:
         """The worker's view of every launch it holds: its state and the last event number it wrote.
 
         A launch is held while it has a server record or unconfirmed events; ``status`` is the
-        record's ("starting", "ready", "stopping") or "ended" when only events are left.
+        record's ("starting", "ready", "restarting", "stopping") or "ended" when only events are left;
+        ``unconfirmed`` counts its events still in the outbox.
         """
         with self.lock:
             view: dict[int, dict[str, Any]] = {}
             for launch_id, record in self.records.items():
                 view[launch_id] = {"launch_id": launch_id, "status": record.status, "pgid": record.pgid}
+            unconfirmed: dict[int, int] = {}
             for launch_id, *_ in self.outbox:
                 view.setdefault(launch_id, {"launch_id": launch_id, "status": "ended", "pgid": None})
+                unconfirmed[launch_id] = unconfirmed.get(launch_id, 0) + 1
             for launch_id, item in view.items():
                 item["last_seq"] = self.seqs.get(launch_id, 1) - 1
+                item["unconfirmed"] = unconfirmed.get(launch_id, 0)
             return list(view.values())
 
     def send_report(self) -> None:

@@ -57,12 +57,6 @@ class PrivateRedis:
             self.process.kill()
             self.process.wait(10)
 
-    def outage(self, seconds: float = 5.0) -> None:
-        """Redis gone for ``seconds``, then back empty (what it held is lost)."""
-        self.stop()
-        time.sleep(seconds)
-        self.start()
-
 
 def use_broker(url: str) -> None:
     """Point this process's Celery app at ``url``, dropping connections made to another broker."""
