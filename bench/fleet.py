@@ -266,7 +266,7 @@ def main() -> int:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         began = time.monotonic()
-        drivers = [threading.Thread(target=drive, args=(host,)) for host in hosts]
+        drivers = [threading.Thread(target=drive, args=(host,), daemon=True) for host in hosts]
         for thread in drivers:
             thread.start()
         for thread in drivers:

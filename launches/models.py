@@ -346,9 +346,10 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
         ``report["launches"]``: [{launch_id, status, last_seq}] as the worker holds them;
         ``report["received"]``: launch ids whose spec reached it. Returns the directive for the
         worker — ``confirmed`` {id: last seq applied}, ``resend`` {id: first seq missing}, ``stop``
-        [ids the site considers ended, or asked to stop and still running there] — after ending here what the host does not hold: a stopping
-        launch it runs nothing for is stopped, a starting or running one it no longer holds is lost,
-        and a queued one whose spec never reached it is sent again (ended once its bound passes).
+        [ids the site considers ended, or asked to stop and still running there] — after ending here
+        what the host does not hold: a stopping launch it runs nothing for is stopped, a starting or
+        running one it held before the view was taken and no longer holds is lost, and a queued one
+        whose spec never reached it is sent again (ended once its bound passes).
         """
         now = timezone.now()
         grace = timedelta(seconds=settings.RECONCILE_GRACE_SECONDS)
@@ -379,16 +380,19 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
             if running and (launch.is_terminal or stop_unheard):
                 # Ended here, or a stop that never reached the host (the broker was away): stop it.
                 directive["stop"].append(launch_id)
+        # The view is as of the worker's clock when it was sent; the report may have waited in the queue.
+        seen_at = parse_datetime(report.get("sent_at") or "") or now
         for launch_id, launch in rows.items():
             if launch_id in view or launch.host_id != host.pk or launch.is_terminal:
                 continue
-            settled = (launch.last_event_at or launch.created_at) < now - grace
-            if not settled:
-                continue
             if launch.status == Launch.Status.QUEUED:
-                if launch_id not in received and launch.spec:
+                if launch_id not in received and launch.spec and launch.created_at < now - grace:
                     # Lost on the way (a broker restart): send it again; the host refuses duplicates.
                     launch.send_spec()
+                continue
+            # started_at is the worker's own time of its last start: only a launch it held well before
+            # this view was taken, and that is missing from it, was really forgotten.
+            if launch.started_at is None or launch.started_at > seen_at - grace:
                 continue
             if launch.status == Launch.Status.STOPPING:
                 launch.transition(

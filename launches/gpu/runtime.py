@@ -107,7 +107,8 @@ class HostRuntime:
         self.installation = self.state.installation_id()
         self.lock = threading.RLock()
         # Events not yet confirmed by the control side, oldest first, as [launch_id, seq, kind, data,
-        # emitted_at]; ``unsent`` counts how many at the end the sender has not sent (yet, or again).
+        # emitted_at]; ``unsent`` holds the (launch_id, seq) of those to send (for the first time, or
+        # again because the control side asked or the worker restarted).
         self.outbox: list[list[Any]] = []
         self.unsent: set[tuple[int, int]] = set()
         self.outbox_ready = threading.Event()
