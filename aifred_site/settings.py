@@ -192,8 +192,15 @@ CONTROL_QUEUE = env_str("AIFRED_CONTROL_QUEUE", "control")
 # The port the site itself listens on (`make run` sets it from --bind): no vLLM server may take it.
 SITE_PORT = env_int("AIFRED_SITE_PORT", 8000)
 CELERY_TASK_DEFAULT_QUEUE = CONTROL_QUEUE
+# Applying an event is idempotent, so a message whose worker died is safely delivered again: late
+# acknowledgement, and redelivery after a visibility timeout sized to the work (an event applies in
+# milliseconds), not Redis' default hour. It must stay above the longest retry countdown (30 s).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+BROKER_VISIBILITY_TIMEOUT = env_int("AIFRED_VISIBILITY_TIMEOUT", 60)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT}
+# Keep reconnecting to a broker that went away, however long it takes.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
@@ -216,6 +223,18 @@ HF_HUB_ALLOW_DOWNLOAD = env_bool("AIFRED_HF_ALLOW_DOWNLOAD", default=True)
 HOST_ONLINE_SECONDS = env_int("AIFRED_HOST_ONLINE_SECONDS", 30)
 # A launch whose worker has said nothing for this long is marked lost.
 LAUNCH_LOST_SECONDS = env_int("AIFRED_LAUNCH_LOST_SECONDS", 120)
+# The longest a launch may stay queued (its spec not taken by the host), starting, or stopping before
+# it is ended with the reason, whatever was lost in between.
+LAUNCH_QUEUED_SECONDS = env_int("AIFRED_LAUNCH_QUEUED_SECONDS", 120)
+LAUNCH_STARTING_SECONDS = env_int("AIFRED_LAUNCH_STARTING_SECONDS", 3600)
+LAUNCH_STOPPING_SECONDS = env_int("AIFRED_LAUNCH_STOPPING_SECONDS", 120)
+# How long a difference between a heartbeat and the database may last before it is acted on (events
+# may still be on their way): a missing event is asked for again, a launch the host lacks is ended.
+RECONCILE_GRACE_SECONDS = env_int("AIFRED_RECONCILE_GRACE_SECONDS", 5)
+# Auto-restart of servers whose config keeps them up: at most this many restarts within this many
+# minutes, then the launch ends as a crash loop.
+RESTART_LIMIT = env_int("AIFRED_RESTART_LIMIT", 3)
+RESTART_WINDOW_MINUTES = env_int("AIFRED_RESTART_WINDOW_MINUTES", 10)
 
 # The JSON API (/api/v1/): a token (DRF's token model) or the admin session; permissions come from
 # launches/permissions.py through launches.api.permissions.

@@ -31,6 +31,7 @@ from launches.models import (
     LaunchConfigChange,
     LaunchEvent,
     LaunchRefused,
+    RefusedEvent,
     validate_yarn_factor,
 )
 from launches.permissions import OPERATORS_ONLY, ROLE_GROUPS, can_operate, can_view
@@ -170,7 +171,7 @@ class LaunchConfigAdmin(OperateActionsMixin, admin.ModelAdmin):
     search_fields = ("name", "model__source", "host__name")
     readonly_fields = ("created_by", "created_at", "updated_at")
     fieldsets = (
-        (None, {"fields": ("name", "model", "host", "gpu_indices", "port", "served_model_name")}),
+        (None, {"fields": ("name", "model", "host", "gpu_indices", "port", "served_model_name", "keep_up")}),
         (
             "vLLM options",
             {
@@ -587,6 +588,15 @@ class LaunchEventAdmin(HistoryAdmin):
     list_filter = (EventKindFilter,)
     list_select_related = ("launch",)
     ordering = ("-launch_id", "-seq")
+
+
+@admin.register(RefusedEvent)
+class RefusedEventAdmin(HistoryAdmin):
+    """Events a GPU worker sent that did not parse or could not be applied, with the reason."""
+
+    list_display = ("launch", "seq", "kind", "reason", "received_at")
+    list_select_related = ("launch",)
+    search_fields = ("reason", "kind")
 
 
 @admin.register(LaunchConfigChange)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import shlex
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,14 +11,17 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from gpus.fingerprint import memory_fingerprint
 from gpus.models import DetectedLimit, Gpu, GpuProfile
+from launches.contract import ContractError, LaunchSpec, parse_event
 from launches.vllm.flags import ExtraArgsError, parse_extra_args
+
+log = logging.getLogger(__name__)
 
 YARN_FACTORS = tuple(Decimal(f"{step / 2:.1f}") for step in range(2, 17))  # 1.0, 1.5, ... 8.0
 PORT_MIN, PORT_MAX = 1024, 65535
@@ -25,16 +29,20 @@ PORT_MIN, PORT_MAX = 1024, 65535
 # Task names shared with the workers; sent by name so the web process never imports worker code.
 RUN_LAUNCH_TASK = "launches.gpu.run_launch"
 STOP_LAUNCH_TASK = "launches.gpu.stop_launch"
+RECONCILE_TASK = "launches.gpu.reconcile"
 
 
 class LaunchRefused(Exception):
     """A launch or stop that cannot be done now; the message says why and what to do."""
 
 
-def send_to_host(task_name: str, host_queue: str, args: list, task_id: str | None = None) -> None:
+def send_to_host(
+    task_name: str, host_queue: str, args: list, task_id: str | None = None, expires: float | None = None
+) -> None:
+    """Send one task to a host's queue; ``expires`` in seconds (a spec the host takes too late is dropped)."""
     from aifred_site.celery import app
 
-    app.send_task(task_name, args=args, queue=host_queue, task_id=task_id)
+    app.send_task(task_name, args=args, queue=host_queue, task_id=task_id, expires=expires)
 
 
 def validate_yarn_factor(value: Decimal) -> None:
@@ -126,6 +134,13 @@ class LaunchConfig(models.Model):
         blank=True,
         validators=[MinValueValidator(1)],
         help_text="Optional upper bound on the context length, in tokens.",
+    )
+    keep_up = models.BooleanField(
+        default=False,
+        db_default=False,
+        verbose_name="keep the server up",
+        help_text="Restart the server when it crashes, waiting longer each time; after too many crashes "
+        "in a short time the launch ends as a crash loop.",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -299,8 +314,8 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
         )
 
     def mark_lost(self) -> int:
-        """Give every launch whose worker vanished its terminal state, with the reason."""
-        marked = 0
+        """Give every launch whose worker vanished, or that overstayed a bound, its terminal state."""
+        marked = self.end_overdue()
         for launch in self.worker_vanished().select_related("host"):
             seen = launch.host.last_heartbeat
             since = f"since {seen:%Y-%m-%d %H:%M:%S %Z}" if seen else "ever"
@@ -331,6 +346,117 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
         Host.objects.filter(name__in=host_names).update(running_servers=[])
         return changed
 
+    def end_overdue(self) -> int:
+        """End launches that stayed queued, starting or stopping longer than their bound (settings).
+
+        Whatever was lost in between (a spec, an event, a stop), no launch waits for ever: queued past
+        ``LAUNCH_QUEUED_SECONDS`` fails ("the host never received it"), starting past
+        ``LAUNCH_STARTING_SECONDS`` fails, stopping past ``LAUNCH_STOPPING_SECONDS`` ends lost. A
+        server still running for such a launch is stopped by its worker at the next heartbeat.
+        """
+        now = timezone.now()
+        ended = 0
+        bounds = (
+            (Launch.Status.QUEUED, "created_at", settings.LAUNCH_QUEUED_SECONDS, Launch.Status.FAILED),
+            (Launch.Status.STARTING, "started_at", settings.LAUNCH_STARTING_SECONDS, Launch.Status.FAILED),
+            (
+                Launch.Status.STOPPING,
+                "stop_requested_at",
+                settings.LAUNCH_STOPPING_SECONDS,
+                Launch.Status.LOST,
+            ),
+        )
+        for status, since, seconds, target in bounds:
+            cutoff = now - timedelta(seconds=seconds)
+            overdue = self.filter(status=status).filter(
+                Q(**{f"{since}__lt": cutoff}) | Q(**{f"{since}__isnull": True}, created_at__lt=cutoff)
+            )
+            for launch in overdue.select_related("host"):
+                if status == Launch.Status.QUEUED:
+                    reason = (
+                        f"The host never received it: {launch.host.name} did not take the launch within "
+                        f"{seconds} s. Check that its GPU worker runs, then launch again."
+                    )
+                    outcome = "never_received"
+                elif status == Launch.Status.STARTING:
+                    reason = f"The server did not become ready within {seconds} s; its worker stops it."
+                    outcome = "start_timeout"
+                else:
+                    reason = (
+                        f"{launch.host.name} did not confirm the stop within {seconds} s; its worker stops "
+                        "the server when it reports again."
+                    )
+                    outcome = "stop_unconfirmed"
+                ended += launch.transition(target, reason=reason, outcome=outcome)
+        return ended
+
+    def reconcile(self, host, report: dict[str, Any]) -> dict[str, Any]:
+        """Compare a heartbeat's view of the host's launches with the database and converge.
+
+        ``report["launches"]``: [{launch_id, status, last_seq}] as the worker holds them;
+        ``report["received"]``: launch ids whose spec reached it. Returns the directive for the
+        worker — ``confirmed`` {id: last seq applied}, ``resend`` {id: first seq missing}, ``stop``
+        [ids the site considers ended, or asked to stop and still running there] — after ending here
+        what the host does not hold: a stopping launch it runs nothing for is stopped, a starting or
+        running one it held before the view was taken and no longer holds is lost, and a queued one
+        whose spec never reached it is sent again (ended once its bound passes).
+        """
+        now = timezone.now()
+        grace = timedelta(seconds=settings.RECONCILE_GRACE_SECONDS)
+        view = {int(item["launch_id"]): item for item in report.get("launches") or []}
+        received = {int(launch_id) for launch_id in report.get("received") or []}
+        directive: dict[str, Any] = {"confirmed": {}, "resend": {}, "stop": []}
+        rows = {
+            launch.pk: launch
+            for launch in self.filter(Q(pk__in=list(view)) | Q(host=host, status__in=Launch.Status.active()))
+        }
+        for launch_id, item in view.items():
+            launch = rows.get(launch_id)
+            if launch is None or launch.host_id != host.pk:
+                # Deleted, or not this host's: nothing to apply; whatever runs for it must stop.
+                directive["confirmed"][launch_id] = int(item.get("last_seq") or 0)
+                directive["stop"].append(launch_id)
+                continue
+            if item.get("unconfirmed", 1):
+                directive["confirmed"][launch_id] = launch.last_seq
+            quiet = launch.last_event_at is None or launch.last_event_at < now - grace
+            if int(item.get("last_seq") or 0) > launch.last_seq and quiet:
+                directive["resend"][launch_id] = launch.last_seq + 1
+            running = item.get("status") in ("starting", "ready", "restarting")
+            stop_unheard = (
+                launch.status == Launch.Status.STOPPING
+                and (launch.stop_requested_at or launch.created_at) < now - grace
+            )
+            if running and (launch.is_terminal or stop_unheard):
+                # Ended here, or a stop that never reached the host (the broker was away): stop it.
+                directive["stop"].append(launch_id)
+        # The view is as of the worker's clock when it was sent; the report may have waited in the queue.
+        seen_at = parse_datetime(report.get("sent_at") or "") or now
+        for launch_id, launch in rows.items():
+            if launch_id in view or launch.host_id != host.pk or launch.is_terminal:
+                continue
+            if launch.status == Launch.Status.QUEUED:
+                if launch_id not in received and launch.spec and launch.created_at < now - grace:
+                    # Lost on the way (a broker restart): send it again; the host refuses duplicates.
+                    launch.send_spec()
+                continue
+            # started_at is the worker's own time of its last start: only a launch it held well before
+            # this view was taken, and that is missing from it, was really forgotten.
+            if launch.started_at is None or launch.started_at > seen_at - grace:
+                continue
+            if launch.status == Launch.Status.STOPPING:
+                launch.transition(
+                    Launch.Status.STOPPED, reason=f"Stopped: {host.name} runs no server for this launch."
+                )
+            else:
+                launch.transition(
+                    Launch.Status.LOST,
+                    reason=f"The GPU worker on {host.name} no longer holds this launch (it was "
+                    f"{launch.get_status_display().lower()}); what became of its server is unknown.",
+                    outcome="host_forgot",
+                )
+        return directive
+
     def start(self, config: LaunchConfig, user, kind: str = "launch") -> Launch:
         """Create the launch row and enqueue its self-contained spec on the host's queue at commit.
 
@@ -357,13 +483,7 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
         profiles = {card.profile_id for card in cards}
         if len(profiles) > 1:
             raise LaunchRefused("The GPUs of one launch must be of the same kind; choose cards of one model.")
-        busy = self.active().filter(host=host).exclude(kind=Launch.Kind.TEST_YARN)
-        for other in busy.only("id", "config_snapshot"):
-            if set(other.config_snapshot.get("gpu_indices", [])) & set(config.gpu_index_list):
-                raise LaunchRefused(
-                    f"Launch #{other.pk} is still using GPU {other.config_snapshot.get('gpu_indices')} "
-                    f"on {host.name}; stop it first (one launch at a time per GPU)."
-                )
+        self._refuse_if_busy(host, config.gpu_index_list)
         if config.port_problem():
             raise LaunchRefused(config.port_problem())
         fingerprint, fields = memory_fingerprint(
@@ -381,48 +501,69 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
         wanted = config.wanted_context()
         known_limit, ceiling_hint = known.start_values(wanted) if known else (None, None)
         snapshot = config.snapshot()
-        with transaction.atomic():
-            launch = self.create(
-                kind=kind,
-                config=config,
-                config_snapshot=snapshot,
-                host=host,
-                model=config.model,
-                gpu_profile=profile,
-                requested_by=user if getattr(user, "is_authenticated", False) else None,
-                fingerprint=fingerprint,
-                known_limit=known_limit,
-                wanted_context=wanted,
-                task_id=str(uuid.uuid4()),
-            )
-            launch.spec = {
-                "launch_id": launch.pk,
-                "kind": kind,
-                "model": config.model.source,
-                "revision": config.model.revision or None,
-                "native_context": config.model.native_context,
-                "default_context": config.model.default_context,
-                "max_num_seqs": known.max_num_seqs if known else None,
-                "base_command": shlex.split(host.vllm_command),
-                "vllm_version": host.vllm_version or None,
-                "known_limit": launch.known_limit,
-                "ceiling_hint": ceiling_hint,
-                "yarn_factor": float(config.effective_yarn_factor),
-                "context_cap": config.context_cap,
-                "gpu_indices": config.gpu_index_list,
-                "gpu_uuids": [card.uuid for card in cards],
-                "port": config.port,
-                "served_model_name": config.served_model_name or None,
-                "options": {**config.memory_options(), "extra_args": config.extra_args_list},
-                "fingerprint": fingerprint,
-                "fingerprint_fields": fields,
-                "detect_only": kind == Launch.Kind.TEST_YARN,
-            }
-            launch.save(update_fields=["spec"])
-            transaction.on_commit(
-                lambda: send_to_host(RUN_LAUNCH_TASK, host.queue, [launch.spec], task_id=launch.task_id)
-            )
+        try:
+            with transaction.atomic():
+                launch = self.create(
+                    kind=kind,
+                    config=config,
+                    config_snapshot=snapshot,
+                    host=host,
+                    model=config.model,
+                    gpu_profile=profile,
+                    requested_by=user if getattr(user, "is_authenticated", False) else None,
+                    fingerprint=fingerprint,
+                    known_limit=known_limit,
+                    wanted_context=wanted,
+                    task_id=str(uuid.uuid4()),
+                )
+                if kind != Launch.Kind.TEST_YARN:
+                    GpuLease.objects.take(launch, config.gpu_index_list)
+                launch.spec = LaunchSpec(
+                    launch_id=launch.pk,
+                    spec_id=launch.task_id,
+                    kind=kind,
+                    model=config.model.source,
+                    revision=config.model.revision or None,
+                    native_context=config.model.native_context,
+                    default_context=config.model.default_context,
+                    max_num_seqs=known.max_num_seqs if known else None,
+                    base_command=shlex.split(host.vllm_command),
+                    vllm_version=host.vllm_version or None,
+                    known_limit=launch.known_limit,
+                    ceiling_hint=ceiling_hint,
+                    yarn_factor=float(config.effective_yarn_factor),
+                    context_cap=config.context_cap,
+                    gpu_indices=config.gpu_index_list,
+                    gpu_uuids=[card.uuid for card in cards],
+                    port=config.port,
+                    served_model_name=config.served_model_name or None,
+                    options={**config.memory_options(), "extra_args": config.extra_args_list},
+                    fingerprint=fingerprint,
+                    fingerprint_fields=fields,
+                    detect_only=kind == Launch.Kind.TEST_YARN,
+                    keep_up=config.keep_up and kind == Launch.Kind.LAUNCH,
+                    restart_limit=settings.RESTART_LIMIT,
+                    restart_window_s=settings.RESTART_WINDOW_MINUTES * 60,
+                ).to_dict()
+                launch.save(update_fields=["spec"])
+        except IntegrityError:
+            # Another request took a card between the check above and the lease: say who holds it.
+            self._refuse_if_busy(host, config.gpu_index_list)
+            raise LaunchRefused(
+                f"GPU {config.gpu_index_list} on {host.name} was just taken by another launch; try again."
+            ) from None
+        # Robust: a broker that is away must not fail the request; the reconciliation sends it again.
+        transaction.on_commit(launch.send_spec, robust=True)
         return launch
+
+    def _refuse_if_busy(self, host, indices: list[int]) -> None:
+        busy = self.active().filter(host=host).exclude(kind=Launch.Kind.TEST_YARN)
+        for other in busy.only("id", "config_snapshot"):
+            if set(other.config_snapshot.get("gpu_indices", [])) & set(indices):
+                raise LaunchRefused(
+                    f"Launch #{other.pk} is still using GPU {other.config_snapshot.get('gpu_indices')} "
+                    f"on {host.name}; stop it first (one launch at a time per GPU)."
+                )
 
 
 class Launch(models.Model):
@@ -458,7 +599,10 @@ class Launch(models.Model):
         Status.STARTING: frozenset(
             {Status.READY, Status.FAILED, Status.CANCELLED, Status.LOST, Status.STOPPING}
         ),
-        Status.READY: frozenset({Status.STOPPING, Status.STOPPED, Status.CRASHED, Status.LOST}),
+        # READY → STARTING: a server kept up that crashed is being started again.
+        Status.READY: frozenset(
+            {Status.STARTING, Status.STOPPING, Status.STOPPED, Status.CRASHED, Status.LOST}
+        ),
         Status.STOPPING: frozenset({Status.STOPPED, Status.CANCELLED, Status.FAILED, Status.LOST}),
         Status.STOPPED: frozenset(),
         Status.FAILED: frozenset(),
@@ -508,6 +652,13 @@ class Launch(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ready_at = models.DateTimeField(null=True, blank=True)
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
+    # db_default too: rows written by plain SQL (bulk loads) get the value as well.
+    restarts = models.PositiveSmallIntegerField(
+        default=0, db_default=0, help_text="Crashes restarted (keep the server up)."
+    )
+    restart_limit = models.PositiveSmallIntegerField(default=0, db_default=0)
+    next_restart_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
 
     objects = LaunchQuerySet.as_manager()
@@ -553,14 +704,32 @@ class Launch(models.Model):
         """Move to ``target`` if the current state allows it; a conditional UPDATE, so it is idempotent."""
         if target in self.Status.terminal():
             fields.setdefault("ended_at", timezone.now())
-        changed = Launch.objects.filter(pk=self.pk, status__in=self.sources_of(target)).update(
-            status=target, **fields
-        )
+        with transaction.atomic():
+            changed = Launch.objects.filter(pk=self.pk, status__in=self.sources_of(target)).update(
+                status=target, **fields
+            )
+            if changed and target in self.Status.terminal():
+                # An ended launch holds no card and no attempt stays "running…".
+                GpuLease.objects.filter(launch_id=self.pk).delete()
+                LaunchAttempt.objects.filter(launch_id=self.pk, ended_at__isnull=True).update(
+                    ended_at=fields["ended_at"]
+                )
+                LaunchAttempt.objects.filter(launch_id=self.pk, outcome="").update(outcome="interrupted")
         if changed:
             self.status = target
             for name, value in fields.items():
                 setattr(self, name, value)
         return bool(changed)
+
+    def send_spec(self) -> None:
+        """Send the launch spec to its host's queue; a spec older than its bound is dropped there."""
+        send_to_host(
+            RUN_LAUNCH_TASK,
+            self.host.queue,
+            [self.spec],
+            task_id=self.task_id,
+            expires=float(settings.LAUNCH_QUEUED_SECONDS),
+        )
 
     def request_stop(self, user=None) -> None:
         """Ask the host to stop the server (or abandon a start in progress)."""
@@ -574,18 +743,35 @@ class Launch(models.Model):
                 self.Status.CANCELLED, reason=f"Cancelled{who} before a GPU host picked it up.", stopped_by=by
             )
         else:
-            self.transition(self.Status.STOPPING, stopped_by=by)
-        transaction.on_commit(lambda: send_to_host(STOP_LAUNCH_TASK, self.host.queue, [self.pk]))
+            self.transition(self.Status.STOPPING, stopped_by=by, stop_requested_at=timezone.now())
+        # If the broker is away the stop is not lost: the next heartbeat shows what still runs.
+        transaction.on_commit(lambda: send_to_host(STOP_LAUNCH_TASK, self.host.queue, [self.pk]), robust=True)
 
     # --- events from the GPU worker -----------------------------------------------------------
 
     def apply_event(self, seq: int, kind: str, data: dict[str, Any], emitted_at: str | None = None) -> bool:
         """Store a numbered event and apply every stored event that is next in line.
 
-        An event that arrives ahead of a gap waits in LaunchEvent until the gap fills. A duplicated
-        event (same launch and seq) is not stored again and changes nothing. Returns whether the
-        event was new.
+        An event that arrives ahead of a gap waits in LaunchEvent until the gap fills (the worker
+        sends it again when a heartbeat shows the gap). A duplicated event (same launch and seq) is
+        not stored again and changes nothing. An event that does not parse is stored as a
+        ``RefusedEvent`` with its reason and takes no number, so the real event with that number still
+        applies. Returns whether the event was new.
         """
+        try:
+            parse_event(self.pk, seq, kind, data, emitted_at)
+        except ContractError as exc:
+            RefusedEvent.objects.get_or_create(
+                launch_id=self.pk,
+                seq=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+                kind=str(kind)[:40],
+                reason=str(exc),
+                defaults={"data": data if isinstance(data, dict) else {"value": repr(data)[:2000]}},
+            )
+            # Events after it may be waiting for its number: apply them if it stays refused.
+            self.apply_pending_events()
+            log.warning("launch %s: event %s refused: %s", self.pk, seq, exc)
+            return False
         _, created = LaunchEvent.objects.get_or_create(
             launch_id=self.pk,
             seq=seq,
@@ -604,6 +790,8 @@ class Launch(models.Model):
                     return applied
                 event = LaunchEvent.objects.filter(launch_id=self.pk, seq=last_seq + 1).first()
                 if event is None:
+                    if self._pass_refused(last_seq):
+                        continue
                     return applied
                 # Claim the event with a conditional UPDATE: a concurrent applier matches no row.
                 claimed = Launch.objects.filter(pk=self.pk, last_seq=last_seq).update(
@@ -614,8 +802,37 @@ class Launch(models.Model):
                 self.refresh_from_db()
                 handler = getattr(self, f"_on_{event.kind}", None)
                 if handler is not None:
-                    handler(event.data or {}, event.emitted_at or timezone.now())
+                    try:
+                        with transaction.atomic():
+                            handler(event.data or {}, event.emitted_at or timezone.now())
+                    except (KeyError, TypeError, ValueError) as exc:
+                        # A payload that parsed but cannot be applied: kept with its reason, and the
+                        # launch goes on with the next event instead of raising on it for ever.
+                        RefusedEvent.objects.create(
+                            launch_id=self.pk,
+                            seq=event.seq,
+                            kind=event.kind,
+                            data=event.data,
+                            reason=f"Could not be applied: {exc!r}",
+                        )
                 applied += 1
+
+    def _pass_refused(self, last_seq: int) -> bool:
+        """Step over the number of an event refused more than the reconcile grace ago.
+
+        A refused event takes no number at once: the real event with that number may still come (a
+        garbled copy arrived first). When none came within the grace (the worker itself sent it that
+        way, and sent it again when asked), the launch goes on without it.
+        """
+        cutoff = timezone.now() - timedelta(seconds=settings.RECONCILE_GRACE_SECONDS)
+        if not RefusedEvent.objects.filter(
+            launch_id=self.pk, seq=last_seq + 1, received_at__lt=cutoff
+        ).exists():
+            return False
+        Launch.objects.filter(pk=self.pk, last_seq=last_seq).update(
+            last_seq=last_seq + 1, last_event_at=timezone.now()
+        )
+        return True
 
     def _on_accepted(self, data: dict, when: datetime) -> None:
         self.transition(self.Status.STARTING, started_at=when)
@@ -720,7 +937,35 @@ class Launch(models.Model):
     def _on_crashed(self, data: dict, when: datetime) -> None:
         tail = "\n".join(data.get("log_tail") or [])
         reason = data.get("reason") or "The server exited."
-        self.transition(self.Status.CRASHED, reason=f"{reason}\nLast log lines:\n{tail}" if tail else reason)
+        fields = {"next_restart_at": None}
+        if data.get("outcome"):
+            fields["outcome"] = data["outcome"]
+        self.transition(
+            self.Status.CRASHED, reason=f"{reason}\nLast log lines:\n{tail}" if tail else reason, **fields
+        )
+
+    def _on_restarting(self, data: dict, when: datetime) -> None:
+        """A server kept up crashed and is started again after a wait (see the GPU worker)."""
+        Launch.objects.filter(pk=self.pk).update(
+            restarts=int(data["restarts"]),
+            restart_limit=int(data.get("restart_limit") or 0),
+            next_restart_at=when + timedelta(seconds=float(data["next_try_in"])),
+        )
+        self.transition(self.Status.STARTING, started_at=when)
+
+    @property
+    def restart_summary(self) -> str:
+        """ "restarted 2 of 3 times; next try at 12:00:05" for the live page and the fleet, or ''."""
+        if not self.restarts:
+            return ""
+        text = f"restarted {self.restarts} of {self.restart_limit} times"
+        if (
+            self.next_restart_at
+            and self.status == self.Status.STARTING
+            and self.next_restart_at > timezone.now()
+        ):
+            text += f"; next try at {timezone.localtime(self.next_restart_at):%H:%M:%S}"
+        return text
 
     def summary(self) -> tuple[str, str]:
         """(kind, sentence): where the launch stands, as the live page shows it.
@@ -761,6 +1006,57 @@ def _from_epoch(value: Any) -> datetime | None:
     if isinstance(value, int | float) and value > 0:
         return datetime.fromtimestamp(value, tz=UTC)
     return None
+
+
+class GpuLeaseQuerySet(models.QuerySet["GpuLease"]):
+    def take(self, launch: Launch, indices: list[int]) -> None:
+        """Lease the cards to ``launch`` (inside the transaction that created it).
+
+        A lease whose launch has ended is free and removed first; the unique card key makes a
+        concurrent request for a card already leased fail with ``IntegrityError``.
+        """
+        self.filter(
+            host_id=launch.host_id, gpu_index__in=indices, launch__status__in=Launch.Status.terminal()
+        ).delete()
+        self.bulk_create(
+            [GpuLease(host_id=launch.host_id, gpu_index=index, launch=launch) for index in indices]
+        )
+
+
+class GpuLease(models.Model):
+    """One card of one host held by one active launch: the database's one-launch-per-GPU rule."""
+
+    host = models.ForeignKey("gpus.Host", on_delete=models.CASCADE, related_name="+")
+    gpu_index = models.PositiveSmallIntegerField()
+    launch = models.ForeignKey(Launch, on_delete=models.CASCADE, related_name="leases")
+    taken_at = models.DateTimeField(default=timezone.now)
+
+    objects = GpuLeaseQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["host", "gpu_index"], name="gpulease_one_launch_per_card")
+        ]
+
+    def __str__(self) -> str:
+        return f"GPU {self.gpu_index} of host {self.host_id} → launch #{self.launch_id}"
+
+
+class RefusedEvent(models.Model):
+    """An event from a GPU worker that did not parse or could not be applied, kept with the reason."""
+
+    launch = models.ForeignKey(Launch, on_delete=models.CASCADE, related_name="refused_events")
+    seq = models.IntegerField(null=True, blank=True)
+    kind = models.CharField(max_length=40, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    reason = models.TextField()
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"#{self.launch_id}.{self.seq} {self.kind} refused"
 
 
 class LaunchAttempt(models.Model):

@@ -14,7 +14,7 @@ from celery import shared_task
 from django.db import OperationalError
 
 from gpus.models import Host, ModelSpec
-from launches.models import Launch
+from launches.models import RECONCILE_TASK, Launch, send_to_host
 
 log = logging.getLogger(__name__)
 
@@ -23,19 +23,24 @@ RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 1, "retry_backof
 
 @shared_task(name="launches.control.host_report", **RETRY)
 def host_report(report: dict[str, Any]) -> None:
-    Host.objects.apply_report(report)
+    host = Host.objects.apply_report(report)
+    # Converge: the worker's view of its launches against the database (see LaunchQuerySet.reconcile).
+    directive = Launch.objects.reconcile(host, report)
+    if "launches" in report and (directive["confirmed"] or directive["resend"] or directive["stop"]):
+        send_to_host(RECONCILE_TASK, host.queue, [directive])
     # Every heartbeat batch is also a moment to notice launches whose worker went silent.
     Launch.objects.mark_lost()
 
 
 @shared_task(name="launches.control.apply_event", **RETRY)
-def apply_event(
-    launch_id: int, seq: int, kind: str, data: dict[str, Any], emitted_at: str | None = None
-) -> None:
+def apply_event(launch_id: Any, seq: Any, kind: Any, data: Any, emitted_at: Any = None) -> None:
+    if isinstance(launch_id, bool) or not isinstance(launch_id, int):
+        log.warning("event for launch %r refused: the launch id is not a whole number", launch_id)
+        return
     launch = Launch.objects.filter(pk=launch_id).first()
     if launch is None:
         return
-    launch.apply_event(int(seq), kind, data, emitted_at)
+    launch.apply_event(seq, kind, data, emitted_at)
 
 
 @shared_task(name="launches.control.launch_unknown", **RETRY)

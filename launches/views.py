@@ -8,6 +8,7 @@ import shlex
 from django.contrib import admin
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -53,7 +54,11 @@ def live(request: HttpRequest, pk: int) -> HttpResponse:
 def _started_lengths(launch: Launch) -> dict[int, int | None]:
     """Attempt number -> the length it asked for, from the attempt_started events."""
     started = LaunchEvent.objects.filter(launch=launch, kind="attempt_started").values_list("data", flat=True)
-    return {data.get("attempt"): data.get("requested_len") for data in started}
+    # "auto" (--max-model-len auto) is no number: the verdict says "the automatic length" for None.
+    return {
+        data.get("attempt"): length if isinstance(length := data.get("requested_len"), int) else None
+        for data in started
+    }
 
 
 # vLLM's log prefix: "INFO 11-30 02:38:32 [core.py:708]" (also after a "(EngineCore_DP0 pid=1) " tag).
@@ -133,6 +138,7 @@ def events_after(launch: Launch, after: str | int, user) -> dict:
         "server_url": launch.server_url,
         "context_length": launch.context_length,
         "kv_capacity_tokens": launch.kv_capacity_tokens,
+        "restarts": launch.restart_summary,
         "events": [event_json(event, started) for event in batch],
         "last_seq": batch[-1].seq if batch else after,
         "more": len(batch) == EVENTS_PER_ANSWER,
@@ -146,7 +152,12 @@ def fleet(request: HttpRequest) -> HttpResponse:
     """Hosts, what runs on them, what was learned per GPU, and how long starts take."""
     require_viewer(request)
     hosts = list(Host.objects.prefetch_related("gpus__profile").order_by("name"))
-    running = list(Launch.objects.running().select_related("host", "model", "gpu_profile", "requested_by"))
+    # A server kept up that is between crash and restart still belongs to the fleet's picture.
+    running = list(
+        Launch.objects.filter(
+            Q(status=Launch.Status.READY) | Q(status=Launch.Status.STARTING, restarts__gt=0)
+        ).select_related("host", "model", "gpu_profile", "requested_by")
+    )
     by_host: dict[int, list[Launch]] = {}
     for launch in running:
         by_host.setdefault(launch.host_id, []).append(launch)

@@ -42,6 +42,9 @@ def manage(*args: str, env: dict[str, str] | None = None) -> None:
 class Supervisor:
     def __init__(self) -> None:
         self.children: list[tuple[str, subprocess.Popen]] = []
+        # How each child was started, so a crashed one is started again: name -> (argv, env).
+        self.commands: dict[str, tuple[list[str], dict[str, str] | None]] = {}
+        self.restarts: dict[str, list[float]] = {}
         self.gpu_hosts: list[str] = []
         self.gpu_hosts: list[str] = []
 
@@ -49,6 +52,7 @@ class Supervisor:
         say(f"starting {name}")
         process = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True)
         self.children.append((name, process))
+        self.commands[name] = (argv, env)
 
     def stop_all(self) -> None:
         for _name, process in self.children:
@@ -108,12 +112,23 @@ class Supervisor:
             say(f"recorded {changed} launch{'es' if changed != 1 else ''} as stopped")
 
     def watch(self) -> int:
+        """Start again any child that exits, waiting 1, 2, 4 ... up to 30 s if it keeps exiting."""
         while True:
-            for name, process in self.children:
+            for position, (name, process) in enumerate(self.children):
                 code = process.poll()
-                if code is not None:
-                    say(f"{name} exited with code {code}; stopping everything")
-                    return code or 1
+                if code is None:
+                    continue
+                now = time.monotonic()
+                recent = [when for when in self.restarts.get(name, []) if now - when < 300] + [now]
+                self.restarts[name] = recent
+                wait = min(2 ** (len(recent) - 1), 30)
+                say(f"{name} exited with code {code}; starting it again in {wait} s")
+                time.sleep(wait)
+                argv, env = self.commands[name]
+                self.children[position] = (
+                    name,
+                    subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True),
+                )
             time.sleep(0.5)
 
 

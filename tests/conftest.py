@@ -101,6 +101,7 @@ def ensure_roles() -> None:
     roles_migration = importlib.import_module("launches.migrations.0002_roles")
     view = [(app, f"view_{model}") for app, models in roles_migration.VIEW_MODELS.items() for model in models]
     view.append(("launches", "view_launchconfigchange"))
+    view.append(("launches", "view_refusedevent"))
 
     def permissions(pairs: list[tuple[str, str]]) -> list[Permission]:
         return [Permission.objects.get(content_type__app_label=app, codename=code) for app, code in pairs]

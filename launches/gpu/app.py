@@ -8,6 +8,7 @@ from celery import Celery
 
 RUN_LAUNCH_TASK = "launches.gpu.run_launch"
 STOP_LAUNCH_TASK = "launches.gpu.stop_launch"
+RECONCILE_TASK = "launches.gpu.reconcile"
 HOST_REPORT_TASK = "launches.control.host_report"
 APPLY_EVENT_TASK = "launches.control.apply_event"
 LAUNCH_UNKNOWN_TASK = "launches.control.launch_unknown"
@@ -24,6 +25,10 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=True,
+    # Keep trying to reach the broker after losing it, however long it is away.
+    broker_connection_max_retries=None,
+    # Nothing here is acknowledged late, so this only bounds a message a dead consumer had fetched.
+    broker_transport_options={"visibility_timeout": int(os.environ.get("AIFRED_VISIBILITY_TIMEOUT", "300"))},
 )
 
 

@@ -69,5 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# Nothing the GPU worker needs, and the database URL must not reach a GPU host's processes.
+DROPPED_ENV = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "SECRET_KEY")
+
+
+def hand_over(argv: list[str]) -> int:
+    """``manage.py gpu_worker ...``: run the worker without Django, the database settings dropped."""
+    for name in DROPPED_ENV:
+        os.environ.pop(name, None)
+    return main(argv)
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,8 +2,10 @@
 
 One ``HostRuntime`` lives in the worker process. Celery's task threads call ``run_launch`` and
 ``stop_launch``; a heartbeat thread reports the inventory and the servers; a watcher thread notices
-servers that exit. Every launch event gets the next number of its launch; the number is written to
-the state file before the event is sent, so a restarted worker never reuses one.
+servers that exit. Every launch event gets the next number of its launch and goes into the outbox
+in the state file before a sender thread sends it, so a restarted worker never reuses a number and
+no event is lost while the broker is away: it stays in the outbox until the control side confirms
+it (see ``reconcile``), and the sender retries with backoff for as long as the broker is away.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from gpus.nvml import Inventory, SimulatedGpus, read_inventory_or_empty
+from launches.contract import ContractError, LaunchSpec
 from launches.gpu.app import APPLY_EVENT_TASK, HOST_REPORT_TASK, LAUNCH_UNKNOWN_TASK
-from launches.gpu.state import ServerRecord, StateFile, StateFileError
+from launches.gpu.state import ServerRecord, StateFile, StateFileError, WorkerState
 from launches.vllm.argv import ServeOptions
 from launches.vllm.flags import has_flag
 from launches.vllm.modelinfo import ModelConfigError, read_model_facts
@@ -37,8 +40,12 @@ log = logging.getLogger("aifred.gpu")
 
 Sender = Callable[[str, list[Any]], None]
 # Put in the environment of every server this worker starts: a restarted worker finds the processes
-# of a start that was under way (whose process group it never learned) by this mark.
+# of a start that was under way (whose process group it never learned) by this mark. The mark names
+# the host and the installation (a random id in the state folder), so two installations with a host
+# of the same name on one machine never touch each other's servers: "<host>@<installation>:<launch>".
 LAUNCH_MARK = "AIFRED_LAUNCH_MARK"
+# The sender's waits between tries while the broker does not answer: doubling up to this many seconds.
+SEND_BACKOFF_MAX_SECONDS = 10.0
 CRASH_TAIL_LINES = 40
 HEALTH_FAILURES_REPORTED = 3
 
@@ -65,6 +72,8 @@ class WorkerConfig:
     serve_host: str = "0.0.0.0"  # noqa: S104  (servers are for clients on other machines)
     retry_wait_seconds: int = 120
     ready_timeout_seconds: int = 900
+    # Auto-restart waits base, 2 × base, 4 × base ... seconds before each restart of a crashed server.
+    restart_backoff_seconds: float = 5.0
     hf_token: str | None = field(default=None, repr=False)
     # Where a config without a fixed port gets one (inclusive), as AIFRED_PORT_RANGE "8100-8199".
     port_range: tuple[int, int] = (8100, 8199)
@@ -76,11 +85,12 @@ class WorkerConfig:
             host=host,
             vllm_command=shlex.split(command),
             heartbeat_seconds=max(1, _env_int("AIFRED_HEARTBEAT_SECONDS", 5)),
-            state_dir=Path(os.environ.get("AIFRED_STATE_DIR") or f"var/gpu-worker-{host}"),
+            state_dir=default_state_dir(host),
             simulated_gpus=os.environ.get("AIFRED_SIMULATED_GPUS", "").strip(),
             serve_host=os.environ.get("AIFRED_SERVE_HOST", "0.0.0.0"),  # noqa: S104
             retry_wait_seconds=_env_int("AIFRED_RETRY_WAIT_SECONDS", 120),
             ready_timeout_seconds=_env_int("AIFRED_READY_TIMEOUT_SECONDS", 900),
+            restart_backoff_seconds=float(os.environ.get("AIFRED_RESTART_BACKOFF_SECONDS") or 5.0),
             hf_token=os.environ.get("HF_TOKEN") or None,
             port_range=parse_port_range(os.environ.get("AIFRED_PORT_RANGE", "8100-8199")),
         )
@@ -107,13 +117,29 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def default_state_dir(host: str) -> Path:
+    """``AIFRED_STATE_DIR``, else ``gpu-worker-<host>`` under ``AIFRED_VAR_DIR`` (default ``var``)."""
+    if os.environ.get("AIFRED_STATE_DIR"):
+        return Path(os.environ["AIFRED_STATE_DIR"])
+    return Path(os.environ.get("AIFRED_VAR_DIR") or "var") / f"gpu-worker-{host}"
+
+
 class HostRuntime:
     def __init__(self, config: WorkerConfig, send: Sender) -> None:
         self.config = config
         self._send = send
         self.simulated = SimulatedGpus(config.host, config.simulated_gpus) if config.simulated_gpus else None
         self.state = StateFile(config.state_dir)
+        self.installation = self.state.installation_id()
         self.lock = threading.RLock()
+        # Events not yet confirmed by the control side, oldest first, as [launch_id, seq, kind, data,
+        # emitted_at]; ``unsent`` holds the (launch_id, seq) of those to send (for the first time, or
+        # again because the control side asked or the worker restarted).
+        self.outbox: list[list[Any]] = []
+        self.unsent: set[tuple[int, int]] = set()
+        self.outbox_ready = threading.Event()
+        # Launch id → spec id of every spec this worker received: a spec seen before is refused.
+        self.received: dict[int, str] = {}
         self.records: dict[int, ServerRecord] = {}
         self.processes: dict[int, VllmProcess] = {}
         # Output of adopted servers (started by a previous worker), followed from their log files.
@@ -171,7 +197,30 @@ class HostRuntime:
             "driver_version": inventory.driver_version,
             "gpus": [gpu.to_dict() for gpu in inventory.gpus],
             "running_servers": servers,
+            "installation": self.installation,
+            "launches": self.launch_view(),
+            "received": sorted(self.received)[-500:],
         }
+
+    def launch_view(self) -> list[dict[str, Any]]:
+        """The worker's view of every launch it holds: its state and the last event number it wrote.
+
+        A launch is held while it has a server record or unconfirmed events; ``status`` is the
+        record's ("starting", "ready", "restarting", "stopping") or "ended" when only events are left;
+        ``unconfirmed`` counts its events still in the outbox.
+        """
+        with self.lock:
+            view: dict[int, dict[str, Any]] = {}
+            for launch_id, record in self.records.items():
+                view[launch_id] = {"launch_id": launch_id, "status": record.status, "pgid": record.pgid}
+            unconfirmed: dict[int, int] = {}
+            for launch_id, *_ in self.outbox:
+                view.setdefault(launch_id, {"launch_id": launch_id, "status": "ended", "pgid": None})
+                unconfirmed[launch_id] = unconfirmed.get(launch_id, 0) + 1
+            for launch_id, item in view.items():
+                item["last_seq"] = self.seqs.get(launch_id, 1) - 1
+                item["unconfirmed"] = unconfirmed.get(launch_id, 0)
+            return list(view.values())
 
     def send_report(self) -> None:
         self._send(HOST_REPORT_TASK, [self.report()])
@@ -179,34 +228,92 @@ class HostRuntime:
     # --- events ------------------------------------------------------------------------------
 
     def emit(self, launch_id: int, kind: str, data: dict[str, Any]) -> int:
-        """Send one numbered event; the number is saved before the send (see ``adopt``)."""
+        """Number one event and put it in the outbox (saved first); the sender thread sends it."""
         with self.lock:
             seq = self.seqs.get(launch_id, 1)
             self.seqs[launch_id] = seq + 1
             record = self.records.get(launch_id)
             if record is not None:
                 record.next_seq = seq + 1
-                self._save()
-            self._send(APPLY_EVENT_TASK, [launch_id, seq, kind, data, _now_iso()])
+            self.outbox.append([launch_id, seq, kind, data, _now_iso()])
+            self.unsent.add((launch_id, seq))
+            self._save()
+        self.outbox_ready.set()
         return seq
 
     def _save(self) -> None:
         with self.lock:
-            self.state.save(self.records)
+            self.state.save(self.records, self.outbox, self.received)
+
+    def send_outbox(self) -> int:
+        """Send every unsent event in order; stop at the first failure. Returns how many were sent."""
+        sent = 0
+        with self.lock:
+            pending = [list(event) for event in self.outbox if (event[0], event[1]) in self.unsent]
+        for event in pending:
+            self._send(APPLY_EVENT_TASK, event)
+            with self.lock:
+                self.unsent.discard((event[0], event[1]))
+            sent += 1
+        return sent
+
+    def reconcile(self, directive: dict[str, Any]) -> None:
+        """Carry out what the control side concluded from a heartbeat.
+
+        ``confirmed``: {launch id: last seq applied} — those events leave the outbox. ``resend``:
+        {launch id: first seq missing} — send them again. ``stop``: launch ids the site considers
+        ended — stop their servers.
+        """
+        confirmed = {int(k): int(v) for k, v in (directive.get("confirmed") or {}).items()}
+        resend = {int(k): int(v) for k, v in (directive.get("resend") or {}).items()}
+        with self.lock:
+            kept = []
+            for event in self.outbox:
+                launch_id, seq = int(event[0]), int(event[1])
+                if seq <= confirmed.get(launch_id, 0):
+                    self.unsent.discard((launch_id, seq))
+                    continue
+                if seq >= resend.get(launch_id, seq + 1):
+                    self.unsent.add((launch_id, seq))
+                kept.append(event)
+            changed = len(kept) != len(self.outbox)
+            self.outbox = kept
+            if changed:
+                self._save()
+        if resend:
+            self.outbox_ready.set()
+        for launch_id in directive.get("stop") or []:
+            launch_id = int(launch_id)
+            with self.lock:
+                record = self.records.get(launch_id)
+            if record is not None:
+                log.warning("launch %s has ended in the site; stopping what runs for it", launch_id)
+                threading.Thread(target=self.stop_launch, args=(launch_id,), daemon=True).start()
 
     # --- launching ---------------------------------------------------------------------------
 
     def run_launch(self, spec: dict[str, Any]) -> str:
-        launch_id = int(spec["launch_id"])
-        indices = [int(index) for index in spec.get("gpu_indices") or [0]]
+        try:
+            parsed = LaunchSpec.from_dict(spec)
+        except ContractError as exc:
+            log.error("launch spec refused: %s", exc)
+            launch_id = spec.get("launch_id") if isinstance(spec, dict) else None
+            if isinstance(launch_id, int) and not isinstance(launch_id, bool) and launch_id > 0:
+                self.emit(launch_id, "failed", {"outcome": "refused", "reason": f"Bad launch spec: {exc}"})
+            return "refused"
+        launch_id = parsed.launch_id
+        indices = list(parsed.gpu_indices)
         with self.lock:
+            if launch_id in self.received:
+                # A redelivered spec (same launch, whatever its state now) never starts a second server.
+                log.info("launch %s: spec %s received before; ignored", launch_id, parsed.spec_id)
+                return "duplicate"
+            self.received[launch_id] = parsed.spec_id
+            self._save()
             if launch_id in self.cancelled_early:
                 self.cancelled_early.discard(launch_id)
                 self.emit(launch_id, "cancelled", {"reason": "Stopped before the start began."})
                 return "cancelled"
-            if launch_id in self.records:
-                # A redelivered spec for a launch this worker already runs changes nothing.
-                return "duplicate"
             refusal = self._refusal(spec, indices)
             if refusal:
                 self.emit(launch_id, "failed", {"outcome": "refused", "reason": refusal})
@@ -227,6 +334,7 @@ class HostRuntime:
                 port=port,
                 log_dir=str(self.config.state_dir / "logs"),
                 used_mib=options,
+                spec=dict(spec) if parsed.keep_up else {},
             )
             self.records[launch_id] = record
             cancel = self.cancels[launch_id] = threading.Event()
@@ -296,7 +404,7 @@ class HostRuntime:
         }
 
     def _child_env(self, launch_id: int, indices: list[int]) -> dict[str, str]:
-        env = {LAUNCH_MARK: f"{self.config.host}:{launch_id}"}
+        env = {LAUNCH_MARK: f"{self.config.host}@{self.installation}:{launch_id}"}
         if self.simulated is not None:
             # The stand-in behaves like the simulated card: its memory, its name.
             card = self.simulated.inventory().by_index(indices[0])
@@ -362,7 +470,7 @@ class HostRuntime:
         )
         result = run_policy(
             request,
-            on_event=lambda kind, data: self.emit(launch_id, kind, data),
+            on_event=lambda kind, data: self.emit(launch_id, kind, self._numbered(record, data)),
             cancel=cancel,
             before_retry=lambda: self.wait_for_free_memory(record.gpu_indices, cancel),
         )
@@ -397,6 +505,85 @@ class HostRuntime:
             # The stop came in between the ready line and now: honour it.
             self.stop_launch(launch_id)
         return "ready"
+
+    @staticmethod
+    def _numbered(record: ServerRecord, data: dict[str, Any]) -> dict[str, Any]:
+        """A restart's attempts are numbered after the earlier ones of the same launch."""
+        if isinstance(data.get("attempt"), int):
+            number = data["attempt"] + record.attempts_before
+            record.attempts_seen = max(record.attempts_seen, number)
+            return {**data, "attempt": number}
+        return data
+
+    def _restart_or_end(self, record: ServerRecord, exit_code: int | None, tail: list[str]) -> bool:
+        """After a crash: restart a server its config keeps up, unless it crashed too often.
+
+        Returns False when the crash stands (no auto-restart asked). Restarts at most
+        ``restart_limit`` times within ``restart_window_s``, waiting base × 2^(n-1) seconds before the
+        n-th; past the limit the launch ends "crash loop" with the last log lines.
+        """
+        spec = record.spec
+        if not spec.get("keep_up"):
+            return False
+        limit, window = int(spec.get("restart_limit") or 0), int(spec.get("restart_window_s") or 600)
+        now = time.time()
+        recent = [when for when in record.restarted_at if now - when < window]
+        code = f" with code {exit_code}" if exit_code is not None else ""
+        if len(recent) >= limit:
+            self.emit(
+                record.launch_id,
+                "crashed",
+                {
+                    "reason": f"Crash loop: the server exited{code} after {len(recent)} restarts within "
+                    f"{window // 60} min; it is not restarted again.",
+                    "outcome": "crash_loop",
+                    "exit_code": exit_code,
+                    "log_tail": tail,
+                },
+            )
+            self._forget(record.launch_id)
+            return True
+        wait = self.config.restart_backoff_seconds * 2 ** len(recent)
+        with self.lock:
+            record.status = "restarting"
+            record.restarted_at = [*recent, now]
+            record.attempts_before = record.attempts_seen
+            record.pid = record.pgid = None
+            self.processes.pop(record.launch_id, None)
+            self._save()
+        self.emit(
+            record.launch_id,
+            "restarting",
+            {
+                "reason": f"The server exited{code}; restart {len(recent) + 1} of {limit} in {wait:g} s.",
+                "restarts": len(recent) + 1,
+                "restart_limit": limit,
+                "next_try_in": wait,
+                "exit_code": exit_code,
+                "log_tail": tail,
+            },
+        )
+        threading.Thread(target=self._restart, args=(record, wait), daemon=True).start()
+        return True
+
+    def _restart(self, record: ServerRecord, wait: float) -> None:
+        if self.stopping.wait(wait):
+            return
+        with self.lock:
+            if self.records.get(record.launch_id) is not record or record.status != "restarting":
+                return  # stopped meanwhile
+            record.status = "starting"
+            cancel = self.cancels[record.launch_id] = threading.Event()
+        # Straight to the length it served: no need to find the limit again.
+        spec = {**record.spec, "known_limit": record.max_model_len or record.spec.get("known_limit")}
+        try:
+            self._start(spec, record, cancel)
+        except Exception as exc:
+            log.exception("restart of launch %s failed unexpectedly", record.launch_id)
+            self.emit(
+                record.launch_id, "failed", {"outcome": "failed", "reason": f"The restart failed: {exc}"}
+            )
+            self._forget(record.launch_id)
 
     def wait_for_free_memory(self, indices: list[int], cancel: threading.Event) -> None:
         """Before a second attempt: wait until the cards' memory is free again, within a time limit.
@@ -484,6 +671,8 @@ class HostRuntime:
                 if follower is not None:
                     follower.join(timeout=2.0)  # its last lines, read before the report
                 exit_code = process.returncode if process is not None else None
+                if self._restart_or_end(record, exit_code, self._log_tail(record, process)):
+                    continue
                 self.emit(
                     record.launch_id,
                     "crashed",
@@ -533,15 +722,21 @@ class HostRuntime:
     def adopt(self) -> None:
         """Find the servers of the previous worker of this host again, or report them gone."""
         try:
-            previous = self.state.load()
+            saved = self.state.load_state()
         except StateFileError as exc:
             log.error("%s", exc)
-            previous = {}
-        marked = find_marked_groups(self.config.host)
+            saved = WorkerState()
+        previous = saved.servers
+        self.received = saved.received
+        self.outbox = saved.outbox
+        # Whatever was sent before the restart may not have arrived: send it all again.
+        self.unsent = {(int(event[0]), int(event[1])) for event in self.outbox}
+        for event in self.outbox:
+            self.seqs[int(event[0])] = max(self.seqs.get(int(event[0]), 1), int(event[1]) + 1)
+        marked = find_marked_groups(self.config.host, self.installation)
         for launch_id, record in previous.items():
-            # The last number may have been saved but never sent: send it as a no-op to fill the gap
-            # (if it was sent, the control side ignores the duplicate).
-            self.seqs[launch_id] = max(record.next_seq - 1, 1)
+            # Numbers go on from the last one saved (the outbox keeps any event not yet confirmed).
+            self.seqs[launch_id] = max(record.next_seq, self.seqs.get(launch_id, 1))
             if record.next_seq > 1:
                 self.records[launch_id] = record
                 self.emit(launch_id, "worker_restarted", {"host": self.config.host})
@@ -585,7 +780,12 @@ class HostRuntime:
         self.detect_version()
         self.adopt()
         self.send_report()
-        for target, name in ((self._heartbeat_loop, "heartbeat"), (self._watch_loop, "watcher")):
+        loops = (
+            (self._heartbeat_loop, "heartbeat"),
+            (self._watch_loop, "watcher"),
+            (self._send_loop, "sender"),
+        )
+        for target, name in loops:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -600,6 +800,21 @@ class HostRuntime:
             except Exception:
                 log.exception("heartbeat failed")
 
+    def _send_loop(self) -> None:
+        """Send the outbox; while the broker does not answer, retry with doubling waits (forever)."""
+        wait = 0.5
+        while not self.stopping.is_set():
+            self.outbox_ready.wait(1.0)
+            self.outbox_ready.clear()
+            try:
+                self.send_outbox()
+                wait = 0.5
+            except Exception as exc:
+                log.warning("sending events failed (%s); trying again in %.1f s", exc, wait)
+                self.outbox_ready.set()
+                self.stopping.wait(wait)
+                wait = min(wait * 2, SEND_BACKOFF_MAX_SECONDS)
+
     def _watch_loop(self) -> None:
         while not self.stopping.wait(1.0):
             try:
@@ -608,9 +823,12 @@ class HostRuntime:
                 log.exception("watching servers failed")
 
 
-def find_marked_groups(host: str) -> dict[int, set[int]]:
-    """Process groups of this host's servers, found by the mark in their environment (Linux /proc)."""
-    prefix = f"{LAUNCH_MARK}={host}:".encode()
+def find_marked_groups(host: str, installation: str = "") -> dict[int, set[int]]:
+    """Process groups of one installation's servers of ``host``, found by their mark (Linux /proc).
+
+    Without ``installation``, those of every installation with a host of that name (tests, clean-up).
+    """
+    prefix = (f"{LAUNCH_MARK}={host}@{installation}:" if installation else f"{LAUNCH_MARK}={host}@").encode()
     found: dict[int, set[int]] = {}
     for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
         if not entry.name.isdigit():
@@ -623,7 +841,7 @@ def find_marked_groups(host: str) -> dict[int, set[int]]:
         for item in environ.split(b"\0"):
             if item.startswith(prefix):
                 with contextlib.suppress(ValueError):
-                    found.setdefault(int(item[len(prefix) :]), set()).add(pgid)
+                    found.setdefault(int(item.rsplit(b":", 1)[1]), set()).add(pgid)
     return found
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from launches.gpu.app import RUN_LAUNCH_TASK, STOP_LAUNCH_TASK, app
+from launches.gpu.app import RECONCILE_TASK, RUN_LAUNCH_TASK, STOP_LAUNCH_TASK, app
 from launches.gpu.runtime import current_runtime
 
 
@@ -18,3 +18,9 @@ def run_launch(spec: dict[str, Any]) -> str:
 def stop_launch(launch_id: int) -> str:
     """Stop a running server, or cancel a start in progress."""
     return current_runtime().stop_launch(int(launch_id))
+
+
+@app.task(name=RECONCILE_TASK)
+def reconcile(directive: dict[str, Any]) -> None:
+    """What the control side concluded from a heartbeat: events confirmed, to resend, servers to stop."""
+    current_runtime().reconcile(directive)

@@ -1,13 +1,17 @@
 """``python manage.py control_worker``: the Celery worker of queue ``control``, with beat.
 
 It applies the GPU workers' reports and events and, through beat, marks launches lost whose worker
-went silent. Equivalent to ``celery -A aifred_site worker -Q control -B``.
+went silent. It runs ``celery -A aifred_site worker -Q control -B`` as a child and starts it again
+when it exits on its own (Celery can exit on an error while the broker restarts), waiting 1, 2, 4 ...
+up to 30 s; a SIGTERM or SIGINT is passed on and ends both.
 """
 
 from __future__ import annotations
 
-import os
+import signal
+import subprocess
 import sys
+import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -43,5 +47,25 @@ class Command(BaseCommand):
         ]
         if not without_beat:
             argv += ["--beat", f"--schedule={schedule}"]
-        sys.stdout.flush()
-        os.execv(sys.executable, argv)  # noqa: S606  (an argv list, replacing this process)
+        stopping = False
+        child: subprocess.Popen | None = None
+
+        def pass_on(signum, frame) -> None:
+            nonlocal stopping
+            stopping = True
+            if child is not None and child.poll() is None:
+                child.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, pass_on)
+        signal.signal(signal.SIGINT, pass_on)
+        exits: list[float] = []
+        while True:
+            child = subprocess.Popen(argv)
+            code = child.wait()
+            if stopping or code == 0:
+                return
+            now = time.monotonic()
+            exits = [when for when in exits if now - when < 300] + [now]
+            wait = min(2 ** (len(exits) - 1), 30)
+            self.stderr.write(f"The control worker exited with code {code}; starting it again in {wait} s.")
+            time.sleep(wait)

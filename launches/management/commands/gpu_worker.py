@@ -1,7 +1,9 @@
 """``python manage.py gpu_worker --host NAME``: run this host's GPU worker.
 
-The worker itself has no Django in it (``python -m launches.gpu``); this command only hands over to
-it, without the database settings, so that a GPU host never holds database credentials.
+The worker itself has no Django in it (``python -m launches.gpu``). ``manage.py`` hands over to it
+before Django starts (see ``launches.gpu.main.hand_over``), so the command works without a database
+URL, or with one that does not parse; this class lists the command in ``manage.py help`` and hands
+over the same way when called from Django (``call_command``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-# Nothing the GPU worker needs, and the database URL must not reach a GPU host's processes.
-DROPPED = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "SECRET_KEY")
+from launches.gpu.main import DROPPED_ENV as DROPPED
 
 
 class Command(BaseCommand):

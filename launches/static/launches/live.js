@@ -124,6 +124,7 @@
 
     function showStatus(answer) {
       statusEl.textContent = answer.status_display;
+      root.querySelector('[data-role="restarts"]').textContent = answer.restarts || "";
       statusEl.className = "status status-" + answer.status;
       root.dataset.status = answer.status;
       root.querySelectorAll("[data-stage]").forEach((stage) => {

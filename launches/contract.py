@@ -1,0 +1,193 @@
+"""What travels between the site, the control worker and the GPU workers, defined once.
+
+Plain Python, no Django: the GPU worker imports it too. A launch spec is built once by the site
+(``LaunchSpec.to_dict``) and parsed once on the host (``LaunchSpec.from_dict``); an event is checked on
+arrival at the control side (``parse_event``). Whatever does not parse raises ``ContractError`` whose
+message names the field that is wrong, so the receiver can refuse it with that reason instead of
+applying half of it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+class ContractError(ValueError):
+    """A spec or event that does not match the contract; the message names the bad field."""
+
+
+class EventKind(enum.StrEnum):
+    """Every kind of numbered launch event a GPU worker sends."""
+
+    ACCEPTED = "accepted"
+    MODEL_FACTS = "model_facts"
+    ATTEMPT_STARTED = "attempt_started"
+    ATTEMPT_FINISHED = "attempt_finished"
+    LOG = "log"
+    LIMIT_LEARNED = "limit_learned"
+    READY = "ready"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    STOPPED = "stopped"
+    CRASHED = "crashed"
+    RESTARTING = "restarting"
+    UNHEALTHY = "unhealthy"
+    HEALTHY = "healthy"
+    ADOPTED = "adopted"
+    WORKER_RESTARTED = "worker_restarted"
+
+
+# Keys each kind must carry, with the types they must have (absent keys are allowed elsewhere).
+_INT = (int,)
+_STR = (str,)
+_LIST = (list,)
+REQUIRED_PAYLOAD: dict[EventKind, dict[str, tuple[type, ...]]] = {
+    EventKind.ACCEPTED: {"host": _STR},
+    EventKind.MODEL_FACTS: {},
+    EventKind.ATTEMPT_STARTED: {"attempt": _INT, "argv": _LIST},
+    EventKind.ATTEMPT_FINISHED: {"attempt": _INT, "outcome": _STR},
+    EventKind.LOG: {"attempt": _INT, "lines": _LIST},
+    EventKind.LIMIT_LEARNED: {"max_model_len": _INT},
+    EventKind.READY: {"url": _STR},
+    EventKind.FAILED: {"reason": _STR},
+    EventKind.CANCELLED: {"reason": _STR},
+    EventKind.STOPPED: {"reason": _STR},
+    EventKind.CRASHED: {"reason": _STR},
+    EventKind.RESTARTING: {"restarts": _INT, "next_try_in": (int, float)},
+    EventKind.UNHEALTHY: {},
+    EventKind.HEALTHY: {},
+    EventKind.ADOPTED: {},
+    EventKind.WORKER_RESTARTED: {},
+}
+
+
+@dataclass(frozen=True)
+class Event:
+    launch_id: int
+    seq: int
+    kind: EventKind
+    data: dict[str, Any]
+    emitted_at: str | None = None
+
+
+def parse_event(launch_id: Any, seq: Any, kind: Any, data: Any, emitted_at: Any = None) -> Event:
+    """Check one event as it arrives: ``(launch_id, seq, kind, data, emitted_at)`` → ``Event``.
+
+    Raises ``ContractError`` naming the field: a non-positive ``seq``, an unknown ``kind``, a payload
+    that is not an object or lacks a key its kind needs (``data.max_model_len`` ...).
+    """
+    _whole("launch_id", launch_id, minimum=1)
+    _whole("seq", seq, minimum=1)
+    try:
+        event_kind = EventKind(kind)
+    except ValueError:
+        raise ContractError(f"kind: {kind!r} is not an event kind this site knows.") from None
+    if not isinstance(data, dict):
+        raise ContractError(f"data: expected an object, got {type(data).__name__}.")
+    for key, types in REQUIRED_PAYLOAD[event_kind].items():
+        if key not in data:
+            raise ContractError(f"data.{key}: missing; a {event_kind} event needs it.")
+        value = data[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ContractError(
+                f"data.{key}: expected {' or '.join(t.__name__ for t in types)}, got {type(value).__name__}."
+            )
+    if emitted_at is not None and not isinstance(emitted_at, str):
+        raise ContractError("emitted_at: expected an ISO 8601 string.")
+    return Event(int(launch_id), int(seq), event_kind, data, emitted_at)
+
+
+def _whole(name: str, value: Any, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ContractError(f"{name}: expected a whole number, got {type(value).__name__}.")
+    if value < minimum:
+        raise ContractError(f"{name}: {value} is below {minimum}.")
+    return value
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything a GPU host needs to start one launch's server, with the launch's identity.
+
+    ``spec_id`` is unique per launch (the Celery task id): a worker that has already run a spec with
+    this identity refuses it again, so a redelivered message never starts a second server.
+    """
+
+    launch_id: int
+    spec_id: str
+    model: str
+    # None: the worker picks a free port in its range and reports it.
+    port: int | None
+    kind: str = "launch"
+    revision: str | None = None
+    native_context: int | None = None
+    # What vLLM starts at without --max-model-len (LongRoPE: below native_context).
+    default_context: int | None = None
+    # A hybrid model's max_num_seqs learned from vLLM's Mamba-cache refusal, passed as --max-num-seqs.
+    max_num_seqs: int | None = None
+    base_command: list[str] = field(default_factory=list)
+    vllm_version: str | None = None
+    known_limit: int | None = None
+    ceiling_hint: int | None = None
+    yarn_factor: float = 1.0
+    context_cap: int | None = None
+    gpu_indices: list[int] = field(default_factory=lambda: [0])
+    gpu_uuids: list[str] = field(default_factory=list)
+    served_model_name: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""
+    fingerprint_fields: dict[str, Any] = field(default_factory=dict)
+    detect_only: bool = False
+    # Auto-restart: restart a crashed server at most ``restart_limit`` times in ``restart_window_s``.
+    keep_up: bool = False
+    restart_limit: int = 0
+    restart_window_s: int = 600
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> LaunchSpec:
+        """Parse a spec as it arrives; raises ``ContractError`` naming the field that is wrong."""
+        if not isinstance(data, dict):
+            raise ContractError(f"spec: expected an object, got {type(data).__name__}.")
+        known = {item.name for item in fields(cls)}
+        for name in ("launch_id", "spec_id", "model"):
+            if data.get(name) in (None, ""):
+                raise ContractError(f"{name}: missing; every launch spec needs it.")
+        if "port" not in data:
+            raise ContractError("port: missing; every launch spec names one (null: the host picks).")
+        _whole("launch_id", data["launch_id"], minimum=1)
+        if data["port"] is not None:
+            port = _whole("port", data["port"], minimum=1)
+            if port > 65535:
+                raise ContractError(f"port: {port} is above 65535.")
+        for name in (
+            "native_context",
+            "default_context",
+            "max_num_seqs",
+            "known_limit",
+            "ceiling_hint",
+            "context_cap",
+        ):
+            if data.get(name) is not None:
+                _whole(name, data[name], minimum=1)
+        for name in ("restart_limit", "restart_window_s"):
+            if name in data:
+                _whole(name, data[name], minimum=0)
+        indices = data.get("gpu_indices", [0])
+        if not isinstance(indices, list) or not indices:
+            raise ContractError("gpu_indices: expected a non-empty list of card indices.")
+        for index in indices:
+            _whole("gpu_indices", index, minimum=0)
+        factor = data.get("yarn_factor", 1.0)
+        if isinstance(factor, bool) or not isinstance(factor, int | float) or not 1.0 <= factor <= 8.0:
+            raise ContractError(f"yarn_factor: {factor!r} is not a number from 1.0 to 8.0.")
+        if not isinstance(data.get("options", {}), dict):
+            raise ContractError("options: expected an object.")
+        for name in ("spec_id", "model", "kind"):
+            if name in data and not isinstance(data[name], str):
+                raise ContractError(f"{name}: expected a string.")
+        return cls(**{name: value for name, value in data.items() if name in known})

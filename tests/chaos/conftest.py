@@ -1,0 +1,105 @@
+"""Fault drills: a Redis this test owns (stopped and started at will), real workers, the stand-in.
+
+Never the shared Redis: each drill starts a private ``redis-server`` on a free port without
+persistence, so stopping it loses whatever it held, as a non-persistent broker restart does.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.ports import free_port
+from tests.workers.conftest import Fleet, Worker, database_url_for_subprocesses
+
+# The bounds the drills hold the system to (short, so that a drill ends in seconds).
+BOUNDS = {
+    "AIFRED_LAUNCH_QUEUED_SECONDS": "40",
+    "AIFRED_LAUNCH_STARTING_SECONDS": "90",
+    "AIFRED_LAUNCH_STOPPING_SECONDS": "40",
+    "AIFRED_RECONCILE_GRACE_SECONDS": "2",
+    "AIFRED_VISIBILITY_TIMEOUT": "10",
+}
+
+
+class PrivateRedis:
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            pytest.skip("the fault drills need redis-server (apt-get install redis-server)")
+        argv = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(
+            argv, cwd=self.directory, stdout=subprocess.DEVNULL, start_new_session=True
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping():
+                    return
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise AssertionError("the private redis-server did not answer")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def use_broker(url: str) -> None:
+    """Point this process's Celery app at ``url``, dropping connections made to another broker."""
+    from aifred_site.celery import app
+
+    app.conf.broker_url = url
+    app._pool = None
+    app.__dict__.get("amqp") and setattr(app.amqp, "_producer_pool", None)
+
+
+class ChaosFleet(Fleet):
+    def __init__(self, directory: Path, database_url: str, broker: PrivateRedis) -> None:
+        super().__init__(directory, database_url)
+        self.broker = broker
+
+    def _add(self, worker: Worker) -> Worker:
+        worker.env = {**worker.env, "REDIS_URL": self.broker.url, **BOUNDS}
+        return super()._add(worker)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[PrivateRedis]:
+    from aifred_site.celery import app
+
+    previous = app.conf.broker_url
+    private = PrivateRedis(tmp_path)
+    private.start()
+    use_broker(private.url)
+    try:
+        yield private
+    finally:
+        use_broker(previous)
+        private.stop()
+
+
+@pytest.fixture
+def chaos_fleet(
+    tmp_path: Path, transactional_db: None, broker: PrivateRedis, settings
+) -> Iterator[ChaosFleet]:
+    for name, value in BOUNDS.items():
+        setattr(settings, name.removeprefix("AIFRED_"), int(value))
+    fleet = ChaosFleet(tmp_path, database_url_for_subprocesses(), broker)
+    try:
+        yield fleet
+    finally:
+        fleet.close()

@@ -1,0 +1,75 @@
+"""The launch spec and the events parse once on arrival, and what does not parse names its field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from launches.contract import ContractError, EventKind, LaunchSpec, parse_event
+
+SPEC = LaunchSpec(launch_id=7, spec_id="0b1c", model="Qwen/Qwen3-8B-AWQ", port=8001, gpu_indices=[0, 1])
+
+
+def test_a_launch_spec_survives_a_trip_through_json() -> None:
+    assert LaunchSpec.from_dict(json.loads(json.dumps(SPEC.to_dict()))) == SPEC
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"spec_id": None}, "spec_id"),
+        ({"launch_id": "7"}, "launch_id"),
+        ({"port": 70000}, "port"),
+        ({"gpu_indices": []}, "gpu_indices"),
+        ({"yarn_factor": 9}, "yarn_factor"),
+        ({"known_limit": 0}, "known_limit"),
+        ({"options": []}, "options"),
+    ],
+)
+def test_a_bad_launch_spec_is_refused_with_the_field_named(change: dict, field: str) -> None:
+    with pytest.raises(ContractError, match=rf"^{field}:"):
+        LaunchSpec.from_dict({**SPEC.to_dict(), **change})
+
+
+def test_every_event_kind_parses_with_the_keys_it_needs() -> None:
+    ready = parse_event(7, 3, "ready", {"url": "http://h:8001", "max_model_len": 26624})
+    assert ready.kind is EventKind.READY and ready.seq == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        ((7, 0, "ready", {}), "seq"),
+        ((7, 1, "exploded", {}), "kind"),
+        ((7, 1, "ready", []), "data"),
+        ((7, 1, "ready", {"max_model_len": 4096}), "data.url"),
+        ((7, 1, "limit_learned", {"max_model_len": "4096"}), "data.max_model_len"),
+        ((7, 1, "attempt_started", {"attempt": "1", "argv": []}), "data.attempt"),
+        ((7, 1, "failed", {"reason": True}), "data.reason"),
+    ],
+)
+def test_a_malformed_event_is_refused_with_the_field_named(args: tuple, field: str) -> None:
+    with pytest.raises(ContractError, match=rf"^{field}:"):
+        parse_event(*args)
+
+
+@pytest.mark.django_db
+def test_an_event_the_worker_itself_garbled_is_stepped_over_once_the_grace_has_passed(settings) -> None:
+    from launches.models import Launch
+    from tests.conftest import make_config, make_gpu, make_host
+
+    host = make_host()
+    make_gpu(host, 0)
+    launch = Launch.objects.start(make_config(host=host), user=None)
+    launch.apply_event(1, "accepted", {"host": host.name})
+    launch.apply_event(2, "attempt_started", {"attempt": "one", "argv": []})
+    launch.apply_event(3, "attempt_started", {"attempt": 1, "argv": ["vllm", "serve"]})
+    launch.refresh_from_db()
+    # The real event 2 may still come: event 3 waits.
+    assert launch.last_seq == 1 and launch.refused_events.get().seq == 2
+
+    settings.RECONCILE_GRACE_SECONDS = 0
+    launch.apply_event(3, "attempt_started", {"attempt": 1, "argv": ["vllm", "serve"]})
+    launch.refresh_from_db()
+    assert launch.last_seq == 3 and launch.attempts.get().argv == ["vllm", "serve"]
