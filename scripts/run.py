@@ -196,6 +196,9 @@ def main() -> int:
 
     supervisor = Supervisor()
     signal.signal(signal.SIGTERM, _stop_as_on_ctrl_c)
+    # Ctrl-C stops everything even when this was started with SIGINT ignored (as a shell does for a
+    # background job), so the one key a user knows always works.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         ensure_redis(supervisor, env["REDIS_URL"])
         manage("migrate", "--noinput", "-v0", env=env)
