@@ -745,7 +745,9 @@ class Launch(models.Model):
         else:
             self.transition(self.Status.STOPPING, stopped_by=by, stop_requested_at=timezone.now())
         # If the broker is away the stop is not lost: the next heartbeat shows what still runs.
-        transaction.on_commit(lambda: send_to_host(STOP_LAUNCH_TASK, self.host.queue, [self.pk]), robust=True)
+        transaction.on_commit(
+            lambda: send_to_host(STOP_LAUNCH_TASK, self.host.queue, [self.pk, self.task_id]), robust=True
+        )
 
     # --- events from the GPU worker -----------------------------------------------------------
 
