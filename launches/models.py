@@ -473,6 +473,14 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
             .order_by("index")
         )
         missing = sorted(set(config.gpu_index_list) - {card.index for card in cards})
+        if not host.is_online:
+            # Its queue would keep the spec until the worker comes back, maybe long after the launch ended.
+            seen = host.last_heartbeat
+            since = f"since {timezone.localtime(seen):%Y-%m-%d %H:%M:%S %Z}" if seen else "ever"
+            raise LaunchRefused(
+                f"The host {host.name} is offline: its GPU worker has not reported {since}. "
+                f"Start the GPU worker on {host.name}, then launch again."
+            )
         if host.launch_problem():
             raise LaunchRefused(host.launch_problem())
         if missing:

@@ -7,10 +7,14 @@ in the default test run).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
+from django.utils import timezone
 
+from gpus.models import Host
 from launches.models import Launch
 from tests.ui.conftest import learn_limit, make_launch
 
@@ -58,6 +62,23 @@ def test_a_refused_launch_is_shown_as_an_admin_error_and_creates_nothing(
     assert callbacks == []
     assert any("has not reported GPU 1" in text for text in messages_of(response))
     assert b'class="error"' in response.content
+
+
+@pytest.mark.parametrize("button", ["launch", "test_yarn", "redetect"])
+def test_a_launch_on_an_offline_host_is_refused_with_when_it_last_reported(
+    client, operator, config, django_capture_on_commit_callbacks, settings, button
+):
+    seen = timezone.now() - timedelta(seconds=settings.HOST_ONLINE_SECONDS + 60)
+    Host.objects.filter(pk=config.host_id).update(last_heartbeat=seen)
+    client.force_login(operator)
+    with django_capture_on_commit_callbacks() as callbacks:
+        url = reverse(f"admin:launches_launchconfig_{button}", args=[config.pk])
+        response = client.post(url, follow=True)
+    assert Launch.objects.count() == 0
+    assert callbacks == [], "nothing may wait in the host's queue for a worker that is away"
+    said = f"The host {config.host.name} is offline: its GPU worker has not reported since "
+    said += f"{timezone.localtime(seen):%Y-%m-%d %H:%M:%S}"
+    assert any(said in text and "Start the GPU worker" in text for text in messages_of(response))
 
 
 def test_a_get_of_an_action_url_starts_nothing(client, operator, config):
