@@ -712,6 +712,9 @@ class Launch(models.Model):
         """Move to ``target`` if the current state allows it; a conditional UPDATE, so it is idempotent."""
         if target in self.Status.terminal():
             fields.setdefault("ended_at", timezone.now())
+            if target in {self.Status.CANCELLED, self.Status.LOST}:
+                # Why it ended, not the last attempt's verdict (a lost server may have been ready).
+                fields.setdefault("outcome", str(target))
         with transaction.atomic():
             changed = Launch.objects.filter(pk=self.pk, status__in=self.sources_of(target)).update(
                 status=target, **fields
@@ -723,6 +726,9 @@ class Launch(models.Model):
                     ended_at=fields["ended_at"]
                 )
                 LaunchAttempt.objects.filter(launch_id=self.pk, outcome="").update(outcome="interrupted")
+                if "outcome" not in fields:
+                    # Every ended launch has an outcome code: the last attempt's, else how it ended.
+                    Launch.objects.filter(pk=self.pk, outcome="").update(outcome=str(target))
         if changed:
             self.status = target
             for name, value in fields.items():
@@ -907,6 +913,9 @@ class Launch(models.Model):
 
     def _on_failed(self, data: dict, when: datetime) -> None:
         outcome = data.get("outcome") or "failed"
+        if outcome == "failed" and self.outcome:
+            # The launcher gave up after an attempt: its verdict (port in use, ...) is the outcome.
+            outcome = self.outcome
         reason = data.get("reason") or "The start failed."
         if outcome == "cancelled":
             self.transition(
@@ -947,9 +956,8 @@ class Launch(models.Model):
     def _on_crashed(self, data: dict, when: datetime) -> None:
         tail = "\n".join(data.get("log_tail") or [])
         reason = data.get("reason") or "The server exited."
-        fields = {"next_restart_at": None}
-        if data.get("outcome"):
-            fields["outcome"] = data["outcome"]
+        # Not the ready attempt's verdict: the server ended by crashing (or crashing too often).
+        fields = {"next_restart_at": None, "outcome": data.get("outcome") or "crashed"}
         self.transition(
             self.Status.CRASHED, reason=f"{reason}\nLast log lines:\n{tail}" if tail else reason, **fields
         )

@@ -20,6 +20,18 @@ OUTCOME_LABELS: dict[str, str] = {
     "crashed": "Crashed",
     "timeout": "Timed out",
     "cancelled": "Cancelled",
+    # How a launch ended when no attempt's verdict says it (set by the site or the GPU worker).
+    "interrupted": "Interrupted",
+    "refused": "Refused by the host",
+    "failed": "Failed",
+    "stopped": "Stopped",
+    "lost": "Lost",
+    "crash_loop": "Crashed too often",
+    "worker_restarted": "GPU worker restarted",
+    "never_received": "Never received by the host",
+    "start_timeout": "Start timed out",
+    "stop_unconfirmed": "Stop unconfirmed",
+    "host_forgot": "Forgotten by the host",
 }
 
 
