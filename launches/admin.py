@@ -385,7 +385,9 @@ class LaunchAttemptInline(ReadOnlyInline):
 
     @admin.display(description="ended")
     def exit_display(self, obj: LaunchAttempt) -> str:
-        return describe_exit(obj.exit_code) if obj.outcome and obj.outcome != "ready" else "—"
+        if not obj.outcome or obj.outcome == "ready":
+            return "—"
+        return describe_exit(obj.exit_code, obj.stopped_by_launcher)
 
     @admin.display(description="time")
     def duration_display(self, obj: LaunchAttempt) -> str:

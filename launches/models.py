@@ -876,6 +876,7 @@ class Launch(models.Model):
         attempt.outcome = data.get("outcome") or ""
         attempt.parsed_len = data.get("parsed_len")
         attempt.exit_code = data.get("exit_code")
+        attempt.stopped_by_launcher = data.get("stopped_by_launcher") is True
         attempt.message = data.get("message") or ""
         attempt.log_tail = "\n".join(data.get("log_tail") or [])
         attempt.started_at = _from_epoch(data.get("started_at")) or attempt.started_at
@@ -1090,6 +1091,9 @@ class LaunchAttempt(models.Model):
     outcome = models.CharField(max_length=40, blank=True)
     parsed_len = models.PositiveIntegerField(null=True, blank=True, help_text="The number vLLM printed.")
     exit_code = models.IntegerField(null=True, blank=True)
+    stopped_by_launcher = models.BooleanField(
+        default=False, help_text="The launcher stopped vLLM on its verdict; exit_code is its answer to that."
+    )
     message = models.TextField(blank=True)
     log_tail = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -191,6 +191,7 @@ class LaunchAttemptSerializer(serializers.ModelSerializer):
             "verdict",
             "parsed_len",
             "exit_code",
+            "stopped_by_launcher",
             "message",
             "log_tail",
             "started_at",

@@ -192,3 +192,30 @@ def test_a_yarn_test_that_gains_nothing_says_so_in_words(page, live_server, conf
         "KV cache too small for 81,920 tokens; vLLM says 27,168 fit — restarting with 27,168 (12.5 s) · "
         "killed by the launcher (SIGKILL)"
     )
+
+
+def test_an_attempt_the_launcher_stopped_on_its_refusal_line_says_so_on_the_live_page_and_in_the_history(
+    page,  # noqa: F811
+    live_server,
+    config,
+    operator,
+):
+    from playwright.sync_api import expect
+
+    now = time.time()
+    launch = make_launch(config, operator)
+    feed(
+        launch,
+        ("accepted", {"host": config.host.name}),
+        started(1, 40960),
+        finished(1, "context_too_long", now, parsed_len=27168, exit_code=0, stopped_by_launcher=True),
+        started(2, 27168),
+        finished(2, "ready", now + 13, parsed_len=27168),
+        ready_at(27168),
+    )
+    open_live(page, live_server, operator, launch)
+    verdict = page.locator('section.attempt[data-attempt="1"] .verdict')
+    expect(verdict).to_contain_text("(12.5 s) · killed by the launcher (SIGTERM, exit code 0)")
+    page.goto(live_server.url + reverse("admin:launches_launch_change", args=[launch.pk]))
+    row = page.locator("tr", has_text="KV cache too small for 40,960 tokens")
+    expect(row).to_contain_text("killed by the launcher (SIGTERM, exit code 0)")
