@@ -145,11 +145,23 @@ def test_above_a_length_that_only_fitted_the_preview_promises_no_cap(
         "Above the 40,960 tokens known to fit, the launch measures this GPU's limit."
     )
     expect(page.locator('#context-preview [data-role="cap"]')).to_be_hidden()
-    # The factor is applied once, to the native context, never to a length that already includes it.
+
+
+def test_the_factor_is_applied_once_to_the_native_context_not_to_a_length_a_yarn_run_learned(
+    page, live_server, operator, config, profile
+):
+    from playwright.sync_api import expect
+
+    # A ×2 run found that 81,920 tokens fit: that length already includes a factor.
+    learn_limit(config, profile, 81920, learned_from="fits")
+    log_in(page, live_server, operator)
+    page.goto(live_server.url + reverse("admin:launches_launchconfig_change", args=[config.pk]))
+    expect(page.locator('#context-preview [data-role="info"]')).to_contain_text("HW limit: at least 80K fits")
+    page.check("#id_enable_yarn")
     page.fill("#id_yarn_factor", "8.0")
     expect(page.locator('#context-preview [data-role="requested"]')).to_contain_text("40,960 × 8.0 = 327,680")
     expect(page.locator('#context-preview [data-role="seed"]')).to_contain_text(
-        "YaRN ×8.0 asks for 327,680 tokens; at least 40,960 fit on"
+        "YaRN ×8.0 asks for 327,680 tokens; at least 81,920 fit on"
     )
 
 
