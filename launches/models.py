@@ -498,14 +498,14 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
             {**config.memory_options(), "vllm_version": host.vllm_version}
         )
         profile = cards[0].profile
-        known = None
-        if kind != Launch.Kind.REDETECT:
-            known = DetectedLimit.objects.for_config(
-                profile=profile,
-                model=config.model,
-                memory_options=config.memory_options(),
-                vllm_version=host.vllm_version,
-            ).first()
+        # Looked up for every kind: a re-detect ignores it but the live page says what it replaces.
+        saved = DetectedLimit.objects.for_config(
+            profile=profile,
+            model=config.model,
+            memory_options=config.memory_options(),
+            vllm_version=host.vllm_version,
+        ).first()
+        known = saved if kind != Launch.Kind.REDETECT else None
         wanted = config.wanted_context()
         known_limit, ceiling_hint = known.start_values(wanted) if known else (None, None)
         snapshot = config.snapshot()
@@ -521,6 +521,8 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
                     requested_by=user if getattr(user, "is_authenticated", False) else None,
                     fingerprint=fingerprint,
                     known_limit=known_limit,
+                    saved_limit=saved.max_model_len if saved else None,
+                    saved_limit_is_ceiling=saved.is_ceiling if saved else None,
                     wanted_context=wanted,
                     task_id=str(uuid.uuid4()),
                 )
@@ -647,6 +649,15 @@ class Launch(models.Model):
     fingerprint = models.CharField(max_length=64, blank=True)
     known_limit = models.PositiveIntegerField(
         null=True, blank=True, help_text="Limit known before launching."
+    )
+    saved_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The learned length saved for this GPU, model and options when the launch was asked "
+        "for, also when it was not started from (a re-detect, a floor below the wanted length).",
+    )
+    saved_limit_is_ceiling = models.BooleanField(
+        null=True, blank=True, help_text="Whether that length was a measured ceiling or only fitted."
     )
     wanted_context = models.PositiveIntegerField(null=True, blank=True)
     context_length = models.PositiveIntegerField(null=True, blank=True, help_text="The length it serves.")
@@ -971,6 +982,23 @@ class Launch(models.Model):
             next_restart_at=when + timedelta(seconds=float(data["next_try_in"])),
         )
         self.transition(self.Status.STARTING, started_at=when)
+
+    @property
+    def saved_limit_summary(self) -> str:
+        """What was known of this GPU's limit when the launch was asked for, as the live page says it:
+        "saved limit 27,168 tokens", "re-detects the saved limit of 27,168 tokens", "at least 40,960
+        tokens known to fit", or "no saved limit (first detection)"."""
+        if self.known_limit and self.kind != self.Kind.REDETECT:
+            return f"saved limit {self.known_limit:,} tokens"
+        if not self.saved_limit:
+            return "no saved limit (first detection)"
+        if self.saved_limit_is_ceiling:
+            saved = f"the saved limit of {self.saved_limit:,} tokens"
+        else:
+            saved = f"the saved floor: at least {self.saved_limit:,} tokens fit"
+        if self.kind == self.Kind.REDETECT:
+            return f"re-detects; replaces {saved}"
+        return f"{saved[4:]}; the launch measures how much more fits"
 
     @property
     def restart_summary(self) -> str:
