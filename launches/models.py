@@ -215,16 +215,29 @@ class LaunchConfig(models.Model):
             return ""
         if self.port == settings.SITE_PORT:
             return f"Port {self.port} is the site's own port; leave the port empty or choose another."
-        for server in self.host.running_servers or []:
-            if server.get("port") == self.port:
-                return (
-                    f"Port {self.port} on {self.host.name} is taken by launch #{server.get('launch_id')}; "
-                    "leave the port empty (the host picks a free one) or choose another."
+        from gpus.models import Host
+
+        # Hosts reached at the same address share its ports (simulated hosts on one machine).
+        address = self.host.reachable_address
+        sharing = Host.objects.filter(Q(pk=self.host_id) | Q(address=address) | Q(address="", name=address))
+        for host in sharing.only("id", "name", "address", "running_servers"):
+            where = self.host.name if host.pk == self.host_id else f"{address} (also {host.name}'s address)"
+            for server in host.running_servers or []:
+                if server.get("port") == self.port:
+                    return (
+                        f"Port {self.port} on {where} is taken by launch #{server.get('launch_id')}; "
+                        "leave the port empty (the host picks a free one) or choose another."
+                    )
+        for other in Launch.objects.active().filter(host__in=sharing).select_related("host"):
+            # A port the host picked is known from the server's URL only.
+            if other.config_snapshot.get("port") == self.port or other.server_url.endswith(f":{self.port}"):
+                where = (
+                    self.host.name
+                    if other.host_id == self.host_id
+                    else f"{address} (also {other.host.name}'s address)"
                 )
-        for other in Launch.objects.active().filter(host_id=self.host_id).only("id", "config_snapshot"):
-            if other.config_snapshot.get("port") == self.port:
                 return (
-                    f"Port {self.port} on {self.host.name} is taken by launch #{other.pk}; leave the port "
+                    f"Port {self.port} on {where} is taken by launch #{other.pk}; leave the port "
                     "empty (the host picks a free one) or choose another."
                 )
         return ""

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from gpus.models import Host
 from launches.models import Launch
+from tests.conftest import make_config, make_host
 from tests.ui.conftest import learn_limit, make_launch
 
 
@@ -199,6 +200,30 @@ def test_a_fixed_port_that_is_the_sites_own_or_taken_on_the_host_is_refused_befo
         response = client.post(reverse("admin:launches_launchconfig_launch", args=[config.pk]), follow=True)
     assert Launch.objects.count() == before
     assert callbacks == []
+    assert any(words in text for text in messages_of(response)), messages_of(response)
+
+
+@pytest.mark.parametrize("taken_by", ["server", "picked port", "fixed port"])
+def test_a_fixed_port_taken_on_another_host_at_the_same_address_is_refused_before_anything_starts(
+    client, operator, config, django_capture_on_commit_callbacks, taken_by
+):
+    Host.objects.filter(pk=config.host_id).update(address="127.0.0.1")
+    other = make_config(host=make_host("lab-h100", address="127.0.0.1"), model=config.model)
+    if taken_by == "server":
+        Host.objects.filter(pk=other.host_id).update(running_servers=[{"launch_id": 5, "port": 8101}])
+    elif taken_by == "picked port":
+        make_launch(other, operator, status=Launch.Status.READY, server_url="http://127.0.0.1:8101")
+    else:
+        type(other).objects.filter(pk=other.pk).update(port=8101)
+        other.refresh_from_db()
+        make_launch(other, operator, status=Launch.Status.STARTING)
+    type(config).objects.filter(pk=config.pk).update(port=8101)
+    client.force_login(operator)
+    before = Launch.objects.count()
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(reverse("admin:launches_launchconfig_launch", args=[config.pk]), follow=True)
+    assert Launch.objects.count() == before and callbacks == []
+    words = "Port 8101 on 127.0.0.1 (also lab-h100's address) is taken by launch #"
     assert any(words in text for text in messages_of(response)), messages_of(response)
 
 

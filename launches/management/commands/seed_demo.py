@@ -20,10 +20,11 @@ from launches.models import LaunchConfig
 
 DEMO_MODEL_DIR = Path(launches.vllm.__file__).resolve().parent / "demo_models" / "qwen3-8b-like"
 
-# name, simulated cards, vLLM version the stand-in plays, port of its server
+# name, simulated cards, vLLM version the stand-in plays, fixed port of its config: none, since both
+# hosts serve on 127.0.0.1 and each worker picks a free port of its range (a fixed one could be taken).
 DEMO_HOSTS = (
-    ("desk-3060", "NVIDIA GeForce RTX 3060:12288", "0.11.0", 8101),
-    ("lab-h100", "NVIDIA H100 80GB HBM3:81559", "0.32.0", 8102),
+    ("desk-3060", "NVIDIA GeForce RTX 3060:12288", "0.11.0", None),
+    ("lab-h100", "NVIDIA H100 80GB HBM3:81559", "0.32.0", None),
 )
 
 
