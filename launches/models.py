@@ -220,10 +220,19 @@ class LaunchConfig(models.Model):
         # Hosts reached at the same address share its ports (simulated hosts on one machine).
         address = self.host.reachable_address
         sharing = Host.objects.filter(Q(pk=self.host_id) | Q(address=address) | Q(address="", name=address))
-        for host in sharing.only("id", "name", "address", "running_servers"):
+        hosts = list(sharing.only("id", "name", "address", "running_servers"))
+        # The last heartbeat's servers, less those whose end the worker reported since (a stop's event).
+        listed = [server.get("launch_id") for host in hosts for server in host.running_servers or []]
+        reported_ended = set(
+            Launch.objects.filter(pk__in=[pk for pk in listed if isinstance(pk, int)])
+            .filter(status__in=Launch.Status.terminal())
+            .exclude(status=Launch.Status.LOST)
+            .values_list("pk", flat=True)
+        )
+        for host in hosts:
             where = self.host.name if host.pk == self.host_id else f"{address} (also {host.name}'s address)"
             for server in host.running_servers or []:
-                if server.get("port") == self.port:
+                if server.get("port") == self.port and server.get("launch_id") not in reported_ended:
                     return (
                         f"Port {self.port} on {where} is taken by launch #{server.get('launch_id')}; "
                         "leave the port empty (the host picks a free one) or choose another."

@@ -227,6 +227,18 @@ def test_a_fixed_port_taken_on_another_host_at_the_same_address_is_refused_befor
     assert any(words in text for text in messages_of(response)), messages_of(response)
 
 
+def test_a_port_of_a_server_whose_stop_was_reported_after_the_last_heartbeat_is_free_again(
+    client, operator, config, django_capture_on_commit_callbacks
+):
+    stopped = make_launch(config, operator, status=Launch.Status.STOPPED)
+    Host.objects.filter(pk=config.host_id).update(running_servers=[{"launch_id": stopped.pk, "port": 8123}])
+    type(config).objects.filter(pk=config.pk).update(port=8123)
+    client.force_login(operator)
+    with django_capture_on_commit_callbacks():
+        response = client.post(reverse("admin:launches_launchconfig_launch", args=[config.pk]), follow=True)
+    assert Launch.objects.filter(status=Launch.Status.QUEUED).count() == 1, messages_of(response)
+
+
 def test_a_config_without_a_port_sends_none_and_the_host_picks_one(
     client, operator, config, django_capture_on_commit_callbacks
 ):
