@@ -8,7 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import Q
+from django.db.models import Case, Func, Q, Value, When
+from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -177,6 +178,9 @@ class Host(models.Model):
                 card.retire("No longer reported by the host's GPU worker.", now)
 
 
+SIMULATED_MARK = " · simulated"
+
+
 class GpuProfile(models.Model):
     """A kind of GPU: hosts with the same card share what was learned on it."""
 
@@ -203,7 +207,19 @@ class GpuProfile(models.Model):
     @property
     def simulated_mark(self) -> str:
         """ " · simulated" for a simulated card's profile, "" otherwise: appended wherever it is named."""
-        return " · simulated" if self.simulated else ""
+        return SIMULATED_MARK if self.simulated else ""
+
+    @property
+    def display_name(self) -> str:
+        """The profile's name as every output gives it: "NVIDIA GeForce RTX 3060 · simulated"."""
+        return f"{self.name}{self.simulated_mark}"
+
+    @staticmethod
+    def display_name_expression(path: str = "") -> Func:
+        """``display_name`` in SQL, for ``values()`` rows (CSV export, metrics); ``path`` leads to the
+        profile from the queried model, e.g. ``"gpu_profile__"``."""
+        mark = Case(When(**{f"{path}simulated": True}, then=Value(SIMULATED_MARK)), default=Value(""))
+        return Concat(f"{path}name", mark, output_field=models.CharField())
 
 
 class GpuQuerySet(models.QuerySet["Gpu"]):

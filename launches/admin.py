@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from gpus.fingerprint import FINGERPRINT_FIELDS
-from gpus.models import ModelSpec
+from gpus.models import GpuProfile, ModelSpec
 from launches.admin_mixins import ReadOnlyAdmin, ReadOnlyInline
 from launches.history import EventKindFilter, HistoryPaginator, OutcomeFilter, search_launches
 from launches.models import (
@@ -428,7 +428,7 @@ CSV_COLUMNS = (
     ("status", "status"),
     ("outcome", "outcome"),
     ("host", "host__name"),
-    ("gpu_profile", "gpu_profile__name"),
+    ("gpu_profile", "gpu_profile_display"),
     ("model", "model__source"),
     ("requested_by", "requested_by__username"),
     ("known_limit", "known_limit"),
@@ -560,6 +560,8 @@ class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
             raise PermissionDenied
         changelist = self.get_changelist_instance(request)
         queryset = changelist.get_queryset(request)
+        # A simulated profile is named so here too, as on every page.
+        queryset = queryset.annotate(gpu_profile_display=GpuProfile.display_name_expression("gpu_profile__"))
         rows = queryset.values_list(*(column for _, column in CSV_COLUMNS)).iterator(chunk_size=2000)
         writer = csv.writer(CsvEcho())
 

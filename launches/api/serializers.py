@@ -17,7 +17,7 @@ from launches.verdicts import describe_attempt
 class GpuProfileSerializer(serializers.ModelSerializer):
     class Meta:
         model = GpuProfile
-        fields = ("id", "name", "memory_total_mib")
+        fields = ("id", "name", "display_name", "simulated", "memory_total_mib")
 
 
 class GpuSerializer(serializers.ModelSerializer):
@@ -217,7 +217,7 @@ class LaunchSerializer(serializers.ModelSerializer):
     name = serializers.SerializerMethodField()
     host_name = serializers.CharField(source="host.name")
     model_source = serializers.CharField(source="model.source")
-    gpu_profile_name = serializers.CharField(source="gpu_profile.name", allow_null=True, default=None)
+    gpu_profile_name = serializers.CharField(source="gpu_profile.display_name", allow_null=True, default=None)
     requested_by_username = serializers.CharField(
         source="requested_by.username", allow_null=True, default=None
     )
