@@ -310,6 +310,13 @@ def validate_model_source(value: str) -> None:
                 params={"value": value},
             )
         return
+    if Path(value).is_dir():
+        # "org/name" is also how a relative folder looks: a folder of that name here is what was meant.
+        raise ValidationError(
+            "%(value)s is a folder relative to where the site runs; give it as an absolute path "
+            "(%(absolute)s), the same on this machine and on the GPU hosts.",
+            params={"value": value, "absolute": str(Path(value).resolve())},
+        )
     try:
         validate_repo_id(value)
     except HFValidationError:
