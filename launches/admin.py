@@ -253,6 +253,9 @@ class LaunchConfigAdmin(OperateActionsMixin, admin.ModelAdmin):
             return data
         data["model"] = str(config.model)
         data["native_context"] = config.model.native_context
+        data["facts_error"] = (
+            config.model.facts_error if config.model.facts_status == ModelSpec.FactsStatus.ERROR else ""
+        )
         profile = config.gpu_profile() if config.host_id else None
         if profile is not None:
             data["profile"] = str(profile)

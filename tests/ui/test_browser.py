@@ -165,6 +165,24 @@ def test_the_factor_is_applied_once_to_the_native_context_not_to_a_length_a_yarn
     )
 
 
+def test_the_preview_of_a_model_whose_config_could_not_be_read_says_why(page, live_server, operator, config):
+    from playwright.sync_api import expect
+
+    from gpus.models import ModelSpec
+
+    error = (
+        "config.json is not valid JSON (Expecting value at line 1, column 1); fix or re-download the file."
+    )
+    ModelSpec.objects.filter(pk=config.model_id).update(
+        native_context=None, facts_status=ModelSpec.FactsStatus.ERROR, facts_error=error
+    )
+    log_in(page, live_server, operator)
+    page.goto(live_server.url + reverse("admin:launches_launchconfig_change", args=[config.pk]))
+    expect(page.locator('#context-preview [data-role="requested"]')).to_have_text(
+        f"Requested context: unknown, the model's config.json could not be read: {error}"
+    )
+
+
 def test_a_viewer_sees_no_action_buttons_and_a_forged_post_is_refused(page, live_server, viewer, config):
     from playwright.sync_api import expect
 

@@ -61,7 +61,9 @@
       }
       setText(box, "requested", text);
     } else {
-      setText(box, "requested", "Requested context: unknown until the model's config.json has been read.");
+      setText(box, "requested", facts.facts_error
+        ? "Requested context: unknown, the model's config.json could not be read: " + facts.facts_error
+        : "Requested context: unknown until the model's config.json has been read.");
     }
     // What the factor asks for (the requested context above, one number) beside what this GPU serves.
     const gpu = facts.profile || "this GPU";
