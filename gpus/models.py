@@ -12,6 +12,7 @@ from django.db.models import Case, Func, Q, Value, When
 from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.timesince import timesince
 
 from gpus.fingerprint import memory_fingerprint
 
@@ -98,6 +99,17 @@ class Host(models.Model):
     @property
     def is_online(self) -> bool:
         return self.last_heartbeat is not None and self.last_heartbeat >= self.online_cutoff()
+
+    @property
+    def last_heartbeat_ago(self) -> str:
+        """ "45 s ago" under a minute (an offline host is silent for more than HOST_ONLINE_SECONDS, which
+        "0 minutes ago" would hide), else "3 minutes ago", or "never"."""
+        if self.last_heartbeat is None:
+            return "never"
+        seconds = (timezone.now() - self.last_heartbeat).total_seconds()
+        if seconds < 60:
+            return f"{max(0, int(seconds))} s ago"
+        return f"{timesince(self.last_heartbeat)} ago"
 
     @property
     def problems(self) -> list[tuple[str, str]]:
