@@ -89,6 +89,16 @@ def test_a_get_of_an_action_url_starts_nothing(client, operator, config):
     assert Launch.objects.count() == 0
 
 
+def test_the_stop_confirmation_names_the_host_once_when_the_config_name_has_it(client, operator, config):
+    type(config).objects.filter(pk=config.pk).update(name=f"mine on {config.host.name}")
+    config.refresh_from_db()
+    running = make_launch(config, operator, status=Launch.Status.READY)
+    client.force_login(operator)
+    html = client.get(reverse("admin:launches_launchconfig_stop", args=[config.pk])).content.decode()
+    assert f">#{running.pk} mine on {config.host.name}</a> — Running" in html
+    assert f"on {config.host.name} on {config.host.name}" not in html
+
+
 def test_stopping_from_the_config_page_asks_for_confirmation_first(
     client, operator, config, django_capture_on_commit_callbacks
 ):
