@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -26,3 +27,12 @@ def test_seed_demo_creates_the_model_and_a_config_per_host_and_prints_the_worker
     text = out.getvalue()
     assert "gpu_worker --host desk-3060" in text and "AIFRED_STANDIN_VLLM_VERSION=0.11.0" in text
     assert "AIFRED_SIMULATED_GPUS='NVIDIA H100 80GB HBM3:81559'" in text
+
+
+def test_make_demo_seeds_without_printing_commands_for_hosts_it_starts_itself() -> None:
+    out = io.StringIO()
+    call_command("seed_demo", "--no-worker-commands", stdout=out)
+    assert "Start the simulated GPU hosts" not in out.getvalue() and "gpu_worker --host" not in out.getvalue()
+    assert LaunchConfig.objects.count() == 2
+    run_script = (Path(__file__).resolve().parents[2] / "scripts" / "run.py").read_text()
+    assert 'manage("seed_demo", "--no-worker-commands"' in run_script

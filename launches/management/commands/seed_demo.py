@@ -45,6 +45,13 @@ def gpu_worker_env(host: str, cards: str, version: str) -> dict[str, str]:
 class Command(BaseCommand):
     help = "Create the demo model (Qwen3-8B-like) and one launch config per simulated host."
 
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--no-worker-commands",
+            action="store_true",
+            help="do not print how to start the simulated hosts (make demo starts them itself)",
+        )
+
     def handle(self, *args, **options) -> None:
         with transaction.atomic():
             model, _ = ModelSpec.objects.get_or_create(source=str(DEMO_MODEL_DIR), revision="")
@@ -68,6 +75,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Model {model}: native context {model.native_context:,} tokens.")
         else:
             self.stderr.write(f"Could not read the demo model's config.json: {model.facts_error}")
+        if options["no_worker_commands"]:
+            return
         self.stdout.write("Start the simulated GPU hosts with:")
         for name, cards, version, _port in DEMO_HOSTS:
             env = " ".join(
