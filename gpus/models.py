@@ -136,10 +136,15 @@ class Host(models.Model):
         if not problems:
             return ""
         said = " ".join(sentence if sentence.endswith(".") else f"{sentence}." for _, sentence in problems)
-        return (
-            f"The host {self.name} cannot start vLLM: {said} "
-            "To see the whole flow without a GPU, run `make demo` (simulated GPU hosts)."
+        simulated = list(
+            Host.objects.online().filter(simulated=True).exclude(pk=self.pk).values_list("name", flat=True)
         )
+        if simulated:
+            # Already under make demo: point at its hosts rather than at make demo.
+            hint = f"To see the whole flow without a GPU, launch on a simulated host: {', '.join(simulated)}."
+        else:
+            hint = "To see the whole flow without a GPU, run `make demo` (simulated GPU hosts)."
+        return f"The host {self.name} cannot start vLLM: {said} {hint}"
 
     @property
     def reachable_address(self) -> str:

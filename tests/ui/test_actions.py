@@ -82,6 +82,23 @@ def test_a_launch_on_an_offline_host_is_refused_with_when_it_last_reported(
     assert any(said in text and "Start the GPU worker" in text for text in messages_of(response))
 
 
+def test_a_host_without_a_gpu_points_at_make_demo_only_when_no_simulated_host_runs(
+    client, operator, config, django_capture_on_commit_callbacks
+):
+    Host.objects.filter(pk=config.host_id).update(nvml_status="No NVIDIA driver found")
+    url = reverse("admin:launches_launchconfig_launch", args=[config.pk])
+    client.force_login(operator)
+    with django_capture_on_commit_callbacks():
+        alone = messages_of(client.post(url, follow=True))
+    assert any("run `make demo`" in text for text in alone), alone
+
+    make_host("desk-3060-sim", simulated=True)
+    with django_capture_on_commit_callbacks():
+        under_demo = messages_of(client.post(url, follow=True))
+    assert any("launch on a simulated host: desk-3060-sim." in text for text in under_demo), under_demo
+    assert not any("make demo" in text for text in under_demo)
+
+
 def test_a_get_of_an_action_url_starts_nothing(client, operator, config):
     client.force_login(operator)
     response = client.get(reverse("admin:launches_launchconfig_launch", args=[config.pk]))
