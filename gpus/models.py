@@ -591,6 +591,8 @@ class DetectedLimit(models.Model):
     objects = DetectedLimitQuerySet.as_manager()
 
     class Meta:
+        # Named as the README and the fleet page name them.
+        verbose_name = "learned limit"
         ordering = ["profile__name", "model__source"]
         constraints = [
             models.UniqueConstraint(

@@ -71,3 +71,9 @@ def test_the_dashboard_costs_the_same_queries_for_one_host_or_many(client, viewe
     with CaptureQueriesContext(connection) as many:
         client.get(reverse("launches:fleet"))
     assert len(many) == len(few)
+
+
+def test_the_admin_names_learned_limits_as_the_readme_does(client, viewer):
+    client.force_login(viewer)
+    html = client.get(reverse("admin:index")).content.decode()
+    assert "Learned limits" in html and "Detected limits" not in html
