@@ -11,7 +11,7 @@ from rest_framework import serializers
 from gpus.models import DetectedLimit, Gpu, GpuProfile, Host, ModelSpec
 from launches.admin import LaunchConfigForm
 from launches.models import Launch, LaunchAttempt, LaunchConfig, LaunchConfigChange, LaunchEvent
-from launches.verdicts import describe_attempt
+from launches.verdicts import OUTCOME_LABELS, describe_attempt
 
 
 class GpuProfileSerializer(serializers.ModelSerializer):
@@ -222,6 +222,9 @@ class LaunchSerializer(serializers.ModelSerializer):
         source="requested_by.username", allow_null=True, default=None
     )
     port = serializers.SerializerMethodField()
+    # The words the pages show beside each code ("ready" → "Running").
+    status_display = serializers.CharField(source="get_status_display", read_only=True)
+    outcome_display = serializers.SerializerMethodField()
 
     class Meta:
         model = Launch
@@ -230,7 +233,9 @@ class LaunchSerializer(serializers.ModelSerializer):
             "name",
             "kind",
             "status",
+            "status_display",
             "outcome",
+            "outcome_display",
             "reason",
             "config",
             "host",
@@ -259,6 +264,9 @@ class LaunchSerializer(serializers.ModelSerializer):
 
     def get_port(self, launch: Launch) -> int | None:
         return launch.config_snapshot.get("port")
+
+    def get_outcome_display(self, launch: Launch) -> str:
+        return OUTCOME_LABELS.get(launch.outcome, launch.outcome)
 
 
 class LaunchDetailSerializer(LaunchSerializer):

@@ -106,3 +106,12 @@ def test_an_ended_launch_has_the_outcome_code_of_how_it_ended(
         if sample.name == "aifred_launches_total"
     }
     assert labels == {outcome}
+
+
+def test_the_api_gives_the_pages_words_beside_the_status_and_outcome_codes(viewer, config, operator):
+    from tests.api.conftest import token_client
+
+    launch = make_launch(config, operator, status=Launch.Status.READY, outcome="ready")
+    row = token_client(viewer).get(f"/api/v1/launches/{launch.pk}/").json()
+    assert (row["status"], row["status_display"]) == ("ready", "Running")
+    assert (row["outcome"], row["outcome_display"]) == ("ready", "Ready")
