@@ -77,3 +77,15 @@ def test_the_admin_names_learned_limits_as_the_readme_does(client, viewer):
     client.force_login(viewer)
     html = client.get(reverse("admin:index")).content.decode()
     assert "Learned limits" in html and "Detected limits" not in html
+
+
+def test_every_page_declares_its_icon_so_browsers_do_not_ask_for_a_missing_favicon(client, viewer, launch):
+    # Headless Chromium fetches no favicon; a desktop browser asks for /favicon.ico unless a page names one.
+    client.force_login(viewer)
+    for url in (
+        reverse("admin:index"),
+        reverse("launches:fleet"),
+        reverse("launches:live", args=[launch.pk]),
+        reverse("admin:launches_launch_changelist"),
+    ):
+        assert '<link rel="icon" href="data:,">' in client.get(url).content.decode(), url
