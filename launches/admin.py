@@ -96,6 +96,17 @@ def stop_confirmation(
     return TemplateResponse(request, "admin/launches/stop_confirmation.html", context)
 
 
+def tokens_display(name: str, description: str):
+    """A read-only admin column showing the token count in field ``name`` as "40,960" ("—" when empty)."""
+
+    @admin.display(description=description, ordering=name)
+    def show(self, obj) -> str:
+        value = getattr(obj, name)
+        return "—" if value is None else f"{value:,}"
+
+    return show
+
+
 def stop_launches(request: HttpRequest, launches: Iterable[Launch]) -> int:
     stopped = 0
     for launch in launches:
@@ -488,11 +499,11 @@ class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
         "model",
         "gpu_profile",
         "requested_by",
-        "known_limit",
-        "wanted_context",
-        "context_length",
-        "learned_limit",
-        "kv_capacity_tokens",
+        "known_limit_tokens",
+        "wanted_context_tokens",
+        "context_length_tokens",
+        "learned_limit_tokens",
+        "kv_capacity_tokens_display",
         "server_url",
         "created_at",
         "started_at",
@@ -508,6 +519,13 @@ class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
     @admin.display(description="outcome", ordering="outcome")
     def outcome_label(self, obj: Launch) -> str:
         return OUTCOME_LABELS.get(obj.outcome, obj.outcome or "—")
+
+    # Token counts with separators, as on every other page ("40,960", not "40960").
+    known_limit_tokens = tokens_display("known_limit", "known limit")
+    wanted_context_tokens = tokens_display("wanted_context", "wanted context")
+    context_length_tokens = tokens_display("context_length", "context length")
+    learned_limit_tokens = tokens_display("learned_limit", "learned limit")
+    kv_capacity_tokens_display = tokens_display("kv_capacity_tokens", "KV cache capacity (tokens)")
 
     @admin.display(description="context", ordering="context_length")
     def context_display(self, obj: Launch) -> str:
