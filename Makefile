@@ -16,13 +16,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
-## Run the site on port 8000 with the control worker and a GPU worker for this machine.
+## Run the site on port 8000 with the control worker and a GPU worker for this machine (BIND=host:port for another).
 run: $(STAMP)
-	$(PY) scripts/run.py
+	$(PY) scripts/run.py $(if $(BIND),--bind $(BIND))
 
 ## The same, plus two simulated GPU hosts (RTX 3060 12 GB, H100 80 GB) backed by the vLLM stand-in.
 demo: $(STAMP)
-	$(PY) scripts/run.py --demo
+	$(PY) scripts/run.py --demo $(if $(BIND),--bind $(BIND))
 
 ## The whole suite (SQLite by default; DATABASE_URL=postgres://... selects PostgreSQL).
 test: $(STAMP)

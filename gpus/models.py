@@ -8,9 +8,11 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import Q
+from django.db.models import Case, Func, Q, Value, When
+from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.timesince import timesince
 
 from gpus.fingerprint import memory_fingerprint
 
@@ -99,6 +101,17 @@ class Host(models.Model):
         return self.last_heartbeat is not None and self.last_heartbeat >= self.online_cutoff()
 
     @property
+    def last_heartbeat_ago(self) -> str:
+        """ "45 s ago" under a minute (an offline host is silent for more than HOST_ONLINE_SECONDS, which
+        "0 minutes ago" would hide), else "3 minutes ago", or "never"."""
+        if self.last_heartbeat is None:
+            return "never"
+        seconds = (timezone.now() - self.last_heartbeat).total_seconds()
+        if seconds < 60:
+            return f"{max(0, int(seconds))} s ago"
+        return f"{timesince(self.last_heartbeat)} ago"
+
+    @property
     def problems(self) -> list[tuple[str, str]]:
         """(short state, sentence) for each reason this host cannot start vLLM, as its worker reported.
 
@@ -123,10 +136,15 @@ class Host(models.Model):
         if not problems:
             return ""
         said = " ".join(sentence if sentence.endswith(".") else f"{sentence}." for _, sentence in problems)
-        return (
-            f"The host {self.name} cannot start vLLM: {said} "
-            "To see the whole flow without a GPU, run `make demo` (simulated GPU hosts)."
+        simulated = list(
+            Host.objects.online().filter(simulated=True).exclude(pk=self.pk).values_list("name", flat=True)
         )
+        if simulated:
+            # Already under make demo: point at its hosts rather than at make demo.
+            hint = f"To see the whole flow without a GPU, launch on a simulated host: {', '.join(simulated)}."
+        else:
+            hint = "To see the whole flow without a GPU, run `make demo` (simulated GPU hosts)."
+        return f"The host {self.name} cannot start vLLM: {said} {hint}"
 
     @property
     def reachable_address(self) -> str:
@@ -177,6 +195,9 @@ class Host(models.Model):
                 card.retire("No longer reported by the host's GPU worker.", now)
 
 
+SIMULATED_MARK = " · simulated"
+
+
 class GpuProfile(models.Model):
     """A kind of GPU: hosts with the same card share what was learned on it."""
 
@@ -203,7 +224,19 @@ class GpuProfile(models.Model):
     @property
     def simulated_mark(self) -> str:
         """ " · simulated" for a simulated card's profile, "" otherwise: appended wherever it is named."""
-        return " · simulated" if self.simulated else ""
+        return SIMULATED_MARK if self.simulated else ""
+
+    @property
+    def display_name(self) -> str:
+        """The profile's name as every output gives it: "NVIDIA GeForce RTX 3060 · simulated"."""
+        return f"{self.name}{self.simulated_mark}"
+
+    @staticmethod
+    def display_name_expression(path: str = "") -> Func:
+        """``display_name`` in SQL, for ``values()`` rows (CSV export, metrics); ``path`` leads to the
+        profile from the queried model, e.g. ``"gpu_profile__"``."""
+        mark = Case(When(**{f"{path}simulated": True}, then=Value(SIMULATED_MARK)), default=Value(""))
+        return Concat(f"{path}name", mark, output_field=models.CharField())
 
 
 class GpuQuerySet(models.QuerySet["Gpu"]):
@@ -294,6 +327,13 @@ def validate_model_source(value: str) -> None:
                 params={"value": value},
             )
         return
+    if Path(value).is_dir():
+        # "org/name" is also how a relative folder looks: a folder of that name here is what was meant.
+        raise ValidationError(
+            "%(value)s is a folder relative to where the site runs; give it as an absolute path "
+            "(%(absolute)s), the same on this machine and on the GPU hosts.",
+            params={"value": value, "absolute": str(Path(value).resolve())},
+        )
     try:
         validate_repo_id(value)
     except HFValidationError:
@@ -551,6 +591,8 @@ class DetectedLimit(models.Model):
     objects = DetectedLimitQuerySet.as_manager()
 
     class Meta:
+        # Named as the README and the fleet page name them.
+        verbose_name = "learned limit"
         ordering = ["profile__name", "model__source"]
         constraints = [
             models.UniqueConstraint(

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from gpus.fingerprint import FINGERPRINT_FIELDS
-from gpus.models import ModelSpec
+from gpus.models import GpuProfile, ModelSpec
 from launches.admin_mixins import ReadOnlyAdmin, ReadOnlyInline
 from launches.history import EventKindFilter, HistoryPaginator, OutcomeFilter, search_launches
 from launches.models import (
@@ -94,6 +94,17 @@ def stop_confirmation(
         "action_name": request.POST.get("action", ""),
     }
     return TemplateResponse(request, "admin/launches/stop_confirmation.html", context)
+
+
+def tokens_display(name: str, description: str):
+    """A read-only admin column showing the token count in field ``name`` as "40,960" ("—" when empty)."""
+
+    @admin.display(description=description, ordering=name)
+    def show(self, obj) -> str:
+        value = getattr(obj, name)
+        return "—" if value is None else f"{value:,}"
+
+    return show
 
 
 def stop_launches(request: HttpRequest, launches: Iterable[Launch]) -> int:
@@ -253,6 +264,9 @@ class LaunchConfigAdmin(OperateActionsMixin, admin.ModelAdmin):
             return data
         data["model"] = str(config.model)
         data["native_context"] = config.model.native_context
+        data["facts_error"] = (
+            config.model.facts_error if config.model.facts_status == ModelSpec.FactsStatus.ERROR else ""
+        )
         profile = config.gpu_profile() if config.host_id else None
         if profile is not None:
             data["profile"] = str(profile)
@@ -385,7 +399,9 @@ class LaunchAttemptInline(ReadOnlyInline):
 
     @admin.display(description="ended")
     def exit_display(self, obj: LaunchAttempt) -> str:
-        return describe_exit(obj.exit_code) if obj.outcome and obj.outcome != "ready" else "—"
+        if not obj.outcome or obj.outcome == "ready":
+            return "—"
+        return describe_exit(obj.exit_code, obj.stopped_by_launcher)
 
     @admin.display(description="time")
     def duration_display(self, obj: LaunchAttempt) -> str:
@@ -426,7 +442,7 @@ CSV_COLUMNS = (
     ("status", "status"),
     ("outcome", "outcome"),
     ("host", "host__name"),
-    ("gpu_profile", "gpu_profile__name"),
+    ("gpu_profile", "gpu_profile_display"),
     ("model", "model__source"),
     ("requested_by", "requested_by__username"),
     ("known_limit", "known_limit"),
@@ -483,11 +499,11 @@ class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
         "model",
         "gpu_profile",
         "requested_by",
-        "known_limit",
-        "wanted_context",
-        "context_length",
-        "learned_limit",
-        "kv_capacity_tokens",
+        "known_limit_tokens",
+        "wanted_context_tokens",
+        "context_length_tokens",
+        "learned_limit_tokens",
+        "kv_capacity_tokens_display",
         "server_url",
         "created_at",
         "started_at",
@@ -503,6 +519,13 @@ class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
     @admin.display(description="outcome", ordering="outcome")
     def outcome_label(self, obj: Launch) -> str:
         return OUTCOME_LABELS.get(obj.outcome, obj.outcome or "—")
+
+    # Token counts with separators, as on every other page ("40,960", not "40960").
+    known_limit_tokens = tokens_display("known_limit", "known limit")
+    wanted_context_tokens = tokens_display("wanted_context", "wanted context")
+    context_length_tokens = tokens_display("context_length", "context length")
+    learned_limit_tokens = tokens_display("learned_limit", "learned limit")
+    kv_capacity_tokens_display = tokens_display("kv_capacity_tokens", "KV cache capacity (tokens)")
 
     @admin.display(description="context", ordering="context_length")
     def context_display(self, obj: Launch) -> str:
@@ -558,6 +581,8 @@ class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
             raise PermissionDenied
         changelist = self.get_changelist_instance(request)
         queryset = changelist.get_queryset(request)
+        # A simulated profile is named so here too, as on every page.
+        queryset = queryset.annotate(gpu_profile_display=GpuProfile.display_name_expression("gpu_profile__"))
         rows = queryset.values_list(*(column for _, column in CSV_COLUMNS)).iterator(chunk_size=2000)
         writer = csv.writer(CsvEcho())
 

@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gpus.models import DetectedLimit, Gpu, Host
+from gpus.models import DetectedLimit, Gpu, GpuProfile, Host
 from launches.models import Launch, LaunchAttempt, LaunchEvent
 
 # Seconds from the request to a ready server: a saved-limit start takes one vLLM start, a first
@@ -43,8 +43,9 @@ class FleetCollector(Collector):
         gpus = GaugeMetricFamily(
             "aifred_gpus", "Cards currently reported, by GPU profile.", labels=["profile"]
         )
-        for row in Gpu.objects.current().values("profile__name").annotate(n=Count("id")).order_by():
-            gpus.add_metric([row["profile__name"]], row["n"])
+        profiles = Gpu.objects.current().values(profile_name=GpuProfile.display_name_expression("profile__"))
+        for row in profiles.annotate(n=Count("id")).order_by():
+            gpus.add_metric([row["profile_name"]], row["n"])
         yield gpus
 
         running = GaugeMetricFamily("aifred_servers_running", "vLLM servers ready, by host.", labels=["host"])
@@ -75,7 +76,12 @@ class FleetCollector(Collector):
             labels=["profile", "model", "fingerprint", "learned_from"],
         )
         for limit in DetectedLimit.objects.select_related("profile", "model").order_by("id"):
-            labels = [limit.profile.name, str(limit.model), limit.fingerprint[:12], limit.learned_from]
+            labels = [
+                limit.profile.display_name,
+                str(limit.model),
+                limit.fingerprint[:12],
+                limit.learned_from,
+            ]
             limits.add_metric(labels, limit.max_model_len)
         yield limits
 

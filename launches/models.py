@@ -215,16 +215,38 @@ class LaunchConfig(models.Model):
             return ""
         if self.port == settings.SITE_PORT:
             return f"Port {self.port} is the site's own port; leave the port empty or choose another."
-        for server in self.host.running_servers or []:
-            if server.get("port") == self.port:
-                return (
-                    f"Port {self.port} on {self.host.name} is taken by launch #{server.get('launch_id')}; "
-                    "leave the port empty (the host picks a free one) or choose another."
+        from gpus.models import Host
+
+        # Hosts reached at the same address share its ports (simulated hosts on one machine).
+        address = self.host.reachable_address
+        sharing = Host.objects.filter(Q(pk=self.host_id) | Q(address=address) | Q(address="", name=address))
+        hosts = list(sharing.only("id", "name", "address", "running_servers"))
+        # The last heartbeat's servers, less those whose end the worker reported since (a stop's event).
+        listed = [server.get("launch_id") for host in hosts for server in host.running_servers or []]
+        reported_ended = set(
+            Launch.objects.filter(pk__in=[pk for pk in listed if isinstance(pk, int)])
+            .filter(status__in=Launch.Status.terminal())
+            .exclude(status=Launch.Status.LOST)
+            .values_list("pk", flat=True)
+        )
+        for host in hosts:
+            where = self.host.name if host.pk == self.host_id else f"{address} (also {host.name}'s address)"
+            for server in host.running_servers or []:
+                if server.get("port") == self.port and server.get("launch_id") not in reported_ended:
+                    return (
+                        f"Port {self.port} on {where} is taken by launch #{server.get('launch_id')}; "
+                        "leave the port empty (the host picks a free one) or choose another."
+                    )
+        for other in Launch.objects.active().filter(host__in=sharing).select_related("host"):
+            # A port the host picked is known from the server's URL only.
+            if other.config_snapshot.get("port") == self.port or other.server_url.endswith(f":{self.port}"):
+                where = (
+                    self.host.name
+                    if other.host_id == self.host_id
+                    else f"{address} (also {other.host.name}'s address)"
                 )
-        for other in Launch.objects.active().filter(host_id=self.host_id).only("id", "config_snapshot"):
-            if other.config_snapshot.get("port") == self.port:
                 return (
-                    f"Port {self.port} on {self.host.name} is taken by launch #{other.pk}; leave the port "
+                    f"Port {self.port} on {where} is taken by launch #{other.pk}; leave the port "
                     "empty (the host picks a free one) or choose another."
                 )
         return ""
@@ -473,6 +495,14 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
             .order_by("index")
         )
         missing = sorted(set(config.gpu_index_list) - {card.index for card in cards})
+        if not host.is_online:
+            # Its queue would keep the spec until the worker comes back, maybe long after the launch ended.
+            seen = host.last_heartbeat
+            since = f"since {timezone.localtime(seen):%Y-%m-%d %H:%M:%S %Z}" if seen else "ever"
+            raise LaunchRefused(
+                f"The host {host.name} is offline: its GPU worker has not reported {since}. "
+                f"Start the GPU worker on {host.name}, then launch again."
+            )
         if host.launch_problem():
             raise LaunchRefused(host.launch_problem())
         if missing:
@@ -490,14 +520,14 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
             {**config.memory_options(), "vllm_version": host.vllm_version}
         )
         profile = cards[0].profile
-        known = None
-        if kind != Launch.Kind.REDETECT:
-            known = DetectedLimit.objects.for_config(
-                profile=profile,
-                model=config.model,
-                memory_options=config.memory_options(),
-                vllm_version=host.vllm_version,
-            ).first()
+        # Looked up for every kind: a re-detect ignores it but the live page says what it replaces.
+        saved = DetectedLimit.objects.for_config(
+            profile=profile,
+            model=config.model,
+            memory_options=config.memory_options(),
+            vllm_version=host.vllm_version,
+        ).first()
+        known = saved if kind != Launch.Kind.REDETECT else None
         wanted = config.wanted_context()
         known_limit, ceiling_hint = known.start_values(wanted) if known else (None, None)
         snapshot = config.snapshot()
@@ -513,6 +543,8 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
                     requested_by=user if getattr(user, "is_authenticated", False) else None,
                     fingerprint=fingerprint,
                     known_limit=known_limit,
+                    saved_limit=saved.max_model_len if saved else None,
+                    saved_limit_is_ceiling=saved.is_ceiling if saved else None,
                     wanted_context=wanted,
                     task_id=str(uuid.uuid4()),
                 )
@@ -640,6 +672,15 @@ class Launch(models.Model):
     known_limit = models.PositiveIntegerField(
         null=True, blank=True, help_text="Limit known before launching."
     )
+    saved_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The learned length saved for this GPU, model and options when the launch was asked "
+        "for, also when it was not started from (a re-detect, a floor below the wanted length).",
+    )
+    saved_limit_is_ceiling = models.BooleanField(
+        null=True, blank=True, help_text="Whether that length was a measured ceiling or only fitted."
+    )
     wanted_context = models.PositiveIntegerField(null=True, blank=True)
     context_length = models.PositiveIntegerField(null=True, blank=True, help_text="The length it serves.")
     learned_limit = models.PositiveIntegerField(null=True, blank=True)
@@ -704,6 +745,9 @@ class Launch(models.Model):
         """Move to ``target`` if the current state allows it; a conditional UPDATE, so it is idempotent."""
         if target in self.Status.terminal():
             fields.setdefault("ended_at", timezone.now())
+            if target in {self.Status.CANCELLED, self.Status.LOST}:
+                # Why it ended, not the last attempt's verdict (a lost server may have been ready).
+                fields.setdefault("outcome", str(target))
         with transaction.atomic():
             changed = Launch.objects.filter(pk=self.pk, status__in=self.sources_of(target)).update(
                 status=target, **fields
@@ -715,6 +759,9 @@ class Launch(models.Model):
                     ended_at=fields["ended_at"]
                 )
                 LaunchAttempt.objects.filter(launch_id=self.pk, outcome="").update(outcome="interrupted")
+                if "outcome" not in fields:
+                    # Every ended launch has an outcome code: the last attempt's, else how it ended.
+                    Launch.objects.filter(pk=self.pk, outcome="").update(outcome=str(target))
         if changed:
             self.status = target
             for name, value in fields.items():
@@ -745,7 +792,9 @@ class Launch(models.Model):
         else:
             self.transition(self.Status.STOPPING, stopped_by=by, stop_requested_at=timezone.now())
         # If the broker is away the stop is not lost: the next heartbeat shows what still runs.
-        transaction.on_commit(lambda: send_to_host(STOP_LAUNCH_TASK, self.host.queue, [self.pk]), robust=True)
+        transaction.on_commit(
+            lambda: send_to_host(STOP_LAUNCH_TASK, self.host.queue, [self.pk, self.task_id]), robust=True
+        )
 
     # --- events from the GPU worker -----------------------------------------------------------
 
@@ -860,6 +909,7 @@ class Launch(models.Model):
         attempt.outcome = data.get("outcome") or ""
         attempt.parsed_len = data.get("parsed_len")
         attempt.exit_code = data.get("exit_code")
+        attempt.stopped_by_launcher = data.get("stopped_by_launcher") is True
         attempt.message = data.get("message") or ""
         attempt.log_tail = "\n".join(data.get("log_tail") or [])
         attempt.started_at = _from_epoch(data.get("started_at")) or attempt.started_at
@@ -897,6 +947,9 @@ class Launch(models.Model):
 
     def _on_failed(self, data: dict, when: datetime) -> None:
         outcome = data.get("outcome") or "failed"
+        if outcome == "failed" and self.outcome:
+            # The launcher gave up after an attempt: its verdict (port in use, ...) is the outcome.
+            outcome = self.outcome
         reason = data.get("reason") or "The start failed."
         if outcome == "cancelled":
             self.transition(
@@ -937,9 +990,8 @@ class Launch(models.Model):
     def _on_crashed(self, data: dict, when: datetime) -> None:
         tail = "\n".join(data.get("log_tail") or [])
         reason = data.get("reason") or "The server exited."
-        fields = {"next_restart_at": None}
-        if data.get("outcome"):
-            fields["outcome"] = data["outcome"]
+        # Not the ready attempt's verdict: the server ended by crashing (or crashing too often).
+        fields = {"next_restart_at": None, "outcome": data.get("outcome") or "crashed"}
         self.transition(
             self.Status.CRASHED, reason=f"{reason}\nLast log lines:\n{tail}" if tail else reason, **fields
         )
@@ -952,6 +1004,23 @@ class Launch(models.Model):
             next_restart_at=when + timedelta(seconds=float(data["next_try_in"])),
         )
         self.transition(self.Status.STARTING, started_at=when)
+
+    @property
+    def saved_limit_summary(self) -> str:
+        """What was known of this GPU's limit when the launch was asked for, as the live page says it:
+        "saved limit 27,168 tokens", "re-detects the saved limit of 27,168 tokens", "at least 40,960
+        tokens known to fit", or "no saved limit (first detection)"."""
+        if self.known_limit and self.kind != self.Kind.REDETECT:
+            return f"saved limit {self.known_limit:,} tokens"
+        if not self.saved_limit:
+            return "no saved limit (first detection)"
+        if self.saved_limit_is_ceiling:
+            saved = f"the saved limit of {self.saved_limit:,} tokens"
+        else:
+            saved = f"the saved floor: at least {self.saved_limit:,} tokens fit"
+        if self.kind == self.Kind.REDETECT:
+            return f"re-detects; replaces {saved}"
+        return f"{saved[4:]}; the launch measures how much more fits"
 
     @property
     def restart_summary(self) -> str:
@@ -1072,6 +1141,9 @@ class LaunchAttempt(models.Model):
     outcome = models.CharField(max_length=40, blank=True)
     parsed_len = models.PositiveIntegerField(null=True, blank=True, help_text="The number vLLM printed.")
     exit_code = models.IntegerField(null=True, blank=True)
+    stopped_by_launcher = models.BooleanField(
+        default=False, help_text="The launcher stopped vLLM on its verdict; exit_code is its answer to that."
+    )
     message = models.TextField(blank=True)
     log_tail = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -14,7 +14,7 @@ from celery import shared_task
 from django.db import OperationalError
 
 from gpus.models import Host, ModelSpec
-from launches.models import RECONCILE_TASK, Launch, send_to_host
+from launches.models import RECONCILE_TASK, Launch, RefusedEvent, send_to_host
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +33,35 @@ def host_report(report: dict[str, Any]) -> None:
 
 
 @shared_task(name="launches.control.apply_event", **RETRY)
-def apply_event(launch_id: Any, seq: Any, kind: Any, data: Any, emitted_at: Any = None) -> None:
+def apply_event(
+    launch_id: Any, seq: Any, kind: Any, data: Any, emitted_at: Any = None, spec_id: Any = None
+) -> None:
+    """Apply one worker event; ``spec_id`` must be the launch's (its ``task_id``), else the event is
+    another launch's of the same number (another database sharing the broker) and is kept refused."""
     if isinstance(launch_id, bool) or not isinstance(launch_id, int):
         log.warning("event for launch %r refused: the launch id is not a whole number", launch_id)
         return
     launch = Launch.objects.filter(pk=launch_id).first()
     if launch is None:
         return
+    if spec_id != launch.task_id:
+        # Takes no number (seq stays empty): the launch's own event with that number still applies.
+        RefusedEvent.objects.create(
+            launch=launch,
+            kind=str(kind)[:40],
+            data=data if isinstance(data, dict) else {"value": repr(data)[:2000]},
+            reason=f"Event {seq!r} is of another launch (spec {spec_id!r}, this launch's is "
+            f"{launch.task_id!r}), e.g. of another database sharing the broker; not applied.",
+        )
+        log.warning("launch %s: event %r of spec %r refused", launch_id, seq, spec_id)
+        return
     launch.apply_event(seq, kind, data, emitted_at)
 
 
 @shared_task(name="launches.control.launch_unknown", **RETRY)
-def launch_unknown(launch_id: int, host: str, reason: str) -> None:
-    """A stop reached a host that runs nothing for the launch: the stop is done."""
-    launch = Launch.objects.filter(pk=launch_id, host__name=host).first()
+def launch_unknown(launch_id: int, host: str, reason: str, spec_id: Any = None) -> None:
+    """A stop reached a host that runs nothing for the launch (of spec ``spec_id``): the stop is done."""
+    launch = Launch.objects.filter(pk=launch_id, host__name=host, task_id=spec_id or "-").first()
     if launch is not None and launch.status == Launch.Status.STOPPING:
         launch.transition(Launch.Status.STOPPED, reason=f"Stopped: {reason}")
 

@@ -20,6 +20,18 @@ OUTCOME_LABELS: dict[str, str] = {
     "crashed": "Crashed",
     "timeout": "Timed out",
     "cancelled": "Cancelled",
+    # How a launch ended when no attempt's verdict says it (set by the site or the GPU worker).
+    "interrupted": "Interrupted",
+    "refused": "Refused by the host",
+    "failed": "Failed",
+    "stopped": "Stopped",
+    "lost": "Lost",
+    "crash_loop": "Crashed too often",
+    "worker_restarted": "GPU worker restarted",
+    "never_received": "Never received by the host",
+    "start_timeout": "Start timed out",
+    "stop_unconfirmed": "Stop unconfirmed",
+    "host_forgot": "Forgotten by the host",
 }
 
 
@@ -84,12 +96,16 @@ def describe_attempt(
     return f"Attempt ended: {label}{restart}"
 
 
-def describe_exit(exit_code: int | None) -> str:
+def describe_exit(exit_code: int | None, stopped_by_launcher: bool = False) -> str:
     """How vLLM's process ended, in words: "exit code 1", "killed by the launcher (SIGTERM)", or "—"
     while it runs or when it was left serving. A negative code is the signal that ended it (as
-    Python's subprocess reports it); the launcher is what sends signals to its servers."""
+    Python's subprocess reports it); the launcher is what sends signals to its servers.
+    ``stopped_by_launcher``: the launcher stopped it (SIGTERM) on its verdict, and vLLM exited with
+    ``exit_code`` on that signal: "killed by the launcher (SIGTERM, exit code 0)"."""
     if exit_code is None:
         return "—"
+    if stopped_by_launcher and exit_code >= 0:
+        return f"killed by the launcher (SIGTERM, exit code {exit_code})"
     if exit_code < 0:
         import signal
 

@@ -103,7 +103,7 @@ def event_json(event: LaunchEvent, started: dict[int, int | None]) -> dict:
             next_len=started.get(number + 1) if isinstance(number, int) else None,
         )
         if data.get("outcome") != "ready":
-            item["ended"] = describe_exit(data.get("exit_code"))
+            item["ended"] = describe_exit(data.get("exit_code"), data.get("stopped_by_launcher") is True)
     return item
 
 

@@ -204,7 +204,7 @@ def main() -> int:
         manage("migrate", "--noinput", "-v0", env=env)
         manage("ensure_admin", env=env)
         if args.demo:
-            manage("seed_demo", env=env)
+            manage("seed_demo", "--no-worker-commands", env=env)
         supervisor.start(
             "web on http://" + args.bind, [PYTHON, "manage.py", "runserver", args.bind, "--noreload"], env
         )

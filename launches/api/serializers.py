@@ -11,13 +11,13 @@ from rest_framework import serializers
 from gpus.models import DetectedLimit, Gpu, GpuProfile, Host, ModelSpec
 from launches.admin import LaunchConfigForm
 from launches.models import Launch, LaunchAttempt, LaunchConfig, LaunchConfigChange, LaunchEvent
-from launches.verdicts import describe_attempt
+from launches.verdicts import OUTCOME_LABELS, describe_attempt
 
 
 class GpuProfileSerializer(serializers.ModelSerializer):
     class Meta:
         model = GpuProfile
-        fields = ("id", "name", "memory_total_mib")
+        fields = ("id", "name", "display_name", "simulated", "memory_total_mib")
 
 
 class GpuSerializer(serializers.ModelSerializer):
@@ -191,6 +191,7 @@ class LaunchAttemptSerializer(serializers.ModelSerializer):
             "verdict",
             "parsed_len",
             "exit_code",
+            "stopped_by_launcher",
             "message",
             "log_tail",
             "started_at",
@@ -216,11 +217,14 @@ class LaunchSerializer(serializers.ModelSerializer):
     name = serializers.SerializerMethodField()
     host_name = serializers.CharField(source="host.name")
     model_source = serializers.CharField(source="model.source")
-    gpu_profile_name = serializers.CharField(source="gpu_profile.name", allow_null=True, default=None)
+    gpu_profile_name = serializers.CharField(source="gpu_profile.display_name", allow_null=True, default=None)
     requested_by_username = serializers.CharField(
         source="requested_by.username", allow_null=True, default=None
     )
     port = serializers.SerializerMethodField()
+    # The words the pages show beside each code ("ready" → "Running").
+    status_display = serializers.CharField(source="get_status_display", read_only=True)
+    outcome_display = serializers.SerializerMethodField()
 
     class Meta:
         model = Launch
@@ -229,7 +233,9 @@ class LaunchSerializer(serializers.ModelSerializer):
             "name",
             "kind",
             "status",
+            "status_display",
             "outcome",
+            "outcome_display",
             "reason",
             "config",
             "host",
@@ -258,6 +264,9 @@ class LaunchSerializer(serializers.ModelSerializer):
 
     def get_port(self, launch: Launch) -> int | None:
         return launch.config_snapshot.get("port")
+
+    def get_outcome_display(self, launch: Launch) -> str:
+        return OUTCOME_LABELS.get(launch.outcome, launch.outcome)
 
 
 class LaunchDetailSerializer(LaunchSerializer):

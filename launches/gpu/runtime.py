@@ -146,7 +146,8 @@ class HostRuntime:
         self.followers: dict[int, LogFollower] = {}
         self.cancels: dict[int, threading.Event] = {}
         self.seqs: dict[int, int] = {}
-        self.cancelled_early: set[int] = set()
+        # Launch id → spec id of stops that came before their spec (the spec is then cancelled).
+        self.cancelled_early: dict[int, str | None] = {}
         self.health_failures: dict[int, int] = {}
         self.stopping = threading.Event()
         self.started_at = _now_iso()
@@ -235,7 +236,8 @@ class HostRuntime:
             record = self.records.get(launch_id)
             if record is not None:
                 record.next_seq = seq + 1
-            self.outbox.append([launch_id, seq, kind, data, _now_iso()])
+            # The spec id travels with every event: the control side applies none of another launch.
+            self.outbox.append([launch_id, seq, kind, data, _now_iso(), self.received.get(launch_id, "")])
             self.unsent.add((launch_id, seq))
             self._save()
         self.outbox_ready.set()
@@ -304,14 +306,25 @@ class HostRuntime:
         launch_id = parsed.launch_id
         indices = list(parsed.gpu_indices)
         with self.lock:
-            if launch_id in self.received:
+            if self.received.get(launch_id) == parsed.spec_id:
                 # A redelivered spec (same launch, whatever its state now) never starts a second server.
                 log.info("launch %s: spec %s received before; ignored", launch_id, parsed.spec_id)
                 return "duplicate"
+            if launch_id in self.records:
+                # Another installation's launch with the same number still runs here.
+                log.warning(
+                    "launch %s: spec %s refused, a server of another spec runs", launch_id, parsed.spec_id
+                )
+                return "refused"
+            if launch_id in self.received:
+                # The same number from another database: a new event stream, none of the old one's events.
+                self.outbox = [event for event in self.outbox if event[0] != launch_id]
+                self.unsent = {key for key in self.unsent if key[0] != launch_id}
+                self.seqs.pop(launch_id, None)
             self.received[launch_id] = parsed.spec_id
             self._save()
-            if launch_id in self.cancelled_early:
-                self.cancelled_early.discard(launch_id)
+            if self.cancelled_early.get(launch_id, "-") == parsed.spec_id:
+                del self.cancelled_early[launch_id]
                 self.emit(launch_id, "cancelled", {"reason": "Stopped before the start began."})
                 return "cancelled"
             refusal = self._refusal(spec, indices)
@@ -618,15 +631,25 @@ class HostRuntime:
 
     # --- stopping ----------------------------------------------------------------------------
 
-    def stop_launch(self, launch_id: int) -> str:
+    def stop_launch(self, launch_id: int, spec_id: str | None = None) -> str:
+        """Stop launch ``launch_id``'s server; ``spec_id`` (from the site's stop message) must be the
+        spec it runs, else the stop is for another launch of that number and this host runs none of it.
+        ``None``: the worker's own decision about a launch it holds."""
         with self.lock:
             record = self.records.get(launch_id)
+            if spec_id is not None and self.received.get(launch_id) != spec_id:
+                record = None
             if record is None:
-                self.cancelled_early.add(launch_id)
+                self.cancelled_early[launch_id] = spec_id
                 # Not sequenced: this worker has no event stream for a launch it does not know.
                 self._send(
                     LAUNCH_UNKNOWN_TASK,
-                    [launch_id, self.config.host, f"{self.config.host} runs no server for this launch."],
+                    [
+                        launch_id,
+                        self.config.host,
+                        f"{self.config.host} runs no server for this launch.",
+                        spec_id,
+                    ],
                 )
                 return "unknown"
             if record.status == "starting":

@@ -15,9 +15,9 @@ def run_launch(spec: dict[str, Any]) -> str:
 
 
 @app.task(name=STOP_LAUNCH_TASK)
-def stop_launch(launch_id: int) -> str:
-    """Stop a running server, or cancel a start in progress."""
-    return current_runtime().stop_launch(int(launch_id))
+def stop_launch(launch_id: int, spec_id: str = "") -> str:
+    """Stop a running server, or cancel a start in progress, of the launch whose spec is ``spec_id``."""
+    return current_runtime().stop_launch(int(launch_id), str(spec_id))
 
 
 @app.task(name=RECONCILE_TASK)

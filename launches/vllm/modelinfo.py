@@ -555,7 +555,9 @@ def _load_json(path: str, what: str) -> dict[str, Any]:
             data = json.load(handle)
     except json.JSONDecodeError as exc:
         raise ModelConfigError(
-            f"{what} is not valid JSON ({exc.msg} at line {exc.lineno}); fix or re-download the file."
+            # json's messages such as "Invalid control character at" expect the position after them.
+            f"{what} is not valid JSON ({exc.msg.removesuffix(' at')} at line {exc.lineno}, column "
+            f"{exc.colno}); fix or re-download the file."
         ) from exc
     except OSError as exc:
         raise ModelConfigError(f"{what} cannot be read ({exc.strerror}).") from exc

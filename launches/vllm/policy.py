@@ -121,6 +121,9 @@ class AttemptResult:
     log_path: str | None = None
     kv_capacity_tokens: int | None = None
     decided_at: float | None = None
+    # The launcher stopped vLLM on its verdict (a refusal line, a timeout, a cancel): the exit code is
+    # then that of a process told to stop, not vLLM's own.
+    stopped_by_launcher: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -350,6 +353,7 @@ def run_launch(
             attempt.process.catch_up()
             attempt.drain()
             verdict = attempt.watcher.verdict()
+        stopped_by_launcher = not ready and process.poll() is None
         if not ready:
             process.stop(FAILED_STOP_GRACE)
             attempt.drain()
@@ -380,6 +384,7 @@ def run_launch(
             log_path=log_path,
             kv_capacity_tokens=verdict.kv_capacity_tokens,
             decided_at=attempt.decided_at,
+            stopped_by_launcher=stopped_by_launcher,
         )
         attempts.append(result)
         emit(
@@ -389,6 +394,7 @@ def run_launch(
                 "outcome": outcome,
                 "parsed_len": result.parsed_len,
                 "exit_code": result.exit_code,
+                "stopped_by_launcher": stopped_by_launcher,
                 "message": message,
                 "log_tail": result.log_tail,
                 "started_at": result.started_at,

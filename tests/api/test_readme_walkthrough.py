@@ -104,10 +104,46 @@ def test_the_readme_walkthrough_adds_a_model_launches_it_and_stops_it(stack, liv
     assert f'"server_url": "{launch.server_url}"' in run.stdout and launch.server_url.endswith(f":{port}")
     assert f'"context_length": {learned}' in run.stdout and learned < model.native_context == 40960
     assert run.stdout.strip().endswith('"stopping"')
-    assert (launch.requested_by, launch.config.name) == (operator, "qwen-eval")
+    assert launch.requested_by == operator and launch.config.name.startswith("qwen-eval-")
     assert [a.outcome for a in launch.attempts.order_by("number")] == ["context_too_long", "ready"]
     wait_for(lambda: Launch.objects.filter(pk=launch.pk, status="stopped").exists(), 30, "the stop")
     wait_for(lambda: not stack.servers_of(host), 10, "the server to be gone")
+
+
+@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")
+def test_the_readme_walkthrough_stops_with_the_reason_when_the_models_config_cannot_be_read(
+    stack, live_server, tmp_path
+) -> None:
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "qwen3",')
+    operator = make_user("walk-operator", OPERATORS)
+    script = with_values(
+        readme_walkthrough(),
+        AIFRED=live_server.url,
+        OPERATOR=operator.username,
+        SOURCE=str(broken),
+        HOST_NAME=host_name("api-3060"),
+        PORT=str(free_port()),
+    )
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "DATABASE_URL": database_url_for_subprocesses(),
+        "DJANGO_SETTINGS_MODULE": "aifred_site.settings",
+    }
+    run = subprocess.run(
+        ["timeout", "100", "bash", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    # Not the 100 s timeout (124): the wait ends on the model's error and says it.
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "config.json" in run.stderr and "not read within" not in run.stderr, run.stderr
+    assert not Launch.objects.exists()
 
 
 def _host_reported(name: str) -> bool:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from django.core.management import call_command
+
+from tests.ui.test_browser import browser, page  # noqa: F401  (fixtures)
 
 
 def test_the_schema_validates_without_a_warning(tmp_path, db) -> None:
@@ -30,6 +33,26 @@ def test_the_schema_and_its_browsable_page_are_served(client, db) -> None:
     schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert schema.status_code == 200
     assert schema.json()["info"]["title"] == "AIfred Launch Control API"
-    page = client.get("/api/v1/schema/docs/")
-    assert page.status_code == 200
-    assert b"swagger" in page.content.lower()
+    docs = client.get("/api/v1/schema/docs/")
+    assert docs.status_code == 200
+    assert b"swagger" in docs.content.lower()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_schema_page_renders_in_chromium_without_network_access(page, live_server) -> None:  # noqa: F811
+    from playwright.sync_api import expect
+
+    outside: list[str] = []
+
+    def only_the_site(route) -> None:
+        if route.request.url.startswith(live_server.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_site)
+    page.goto(live_server.url + "/api/v1/schema/docs/")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("AIfred Launch Control API")
+    assert outside == [], "the schema page must load nothing from outside the site"

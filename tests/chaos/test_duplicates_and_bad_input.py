@@ -45,7 +45,7 @@ def test_a_malformed_event_is_refused_with_its_reason_and_the_launch_goes_on(cha
     control.stop()
     launch = Launch.objects.start(config, user=None)
     # Before the worker's own first event is applied, one that does not parse takes its number.
-    apply_event(launch.pk, 1, "attempt_started", {"argv": "not a list"})
+    apply_event(launch.pk, 1, "attempt_started", {"argv": "not a list"}, spec_id=launch.task_id)
     refused = RefusedEvent.objects.get(launch=launch)
     assert refused.seq == 1 and "data.attempt" in refused.reason
 

@@ -179,3 +179,12 @@ def test_stopping_the_demo_records_its_running_server_as_stopped_by_the_run_scri
     assert (status, no_servers) == ("stopped", "True"), reason
     assert reason.startswith("Stopped by the run script")
     assert "recorded 1 launch as stopped" in run.log.read_text()
+
+
+@pytest.mark.parametrize("target", ["run", "demo"])
+def test_make_run_and_demo_take_the_address_and_port_from_bind(target):
+    planned = subprocess.run(
+        ["make", "-n", target, "BIND=127.0.0.1:8080"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert "scripts/run.py" in planned.stdout and "--bind 127.0.0.1:8080" in planned.stdout
+    assert "make run BIND=" in (ROOT / "README.md").read_text()

@@ -7,11 +7,16 @@ in the default test run).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
+from django.utils import timezone
 
+from gpus.models import Host
 from launches.models import Launch
+from tests.conftest import make_config, make_host
 from tests.ui.conftest import learn_limit, make_launch
 
 
@@ -60,11 +65,55 @@ def test_a_refused_launch_is_shown_as_an_admin_error_and_creates_nothing(
     assert b'class="error"' in response.content
 
 
+@pytest.mark.parametrize("button", ["launch", "test_yarn", "redetect"])
+def test_a_launch_on_an_offline_host_is_refused_with_when_it_last_reported(
+    client, operator, config, django_capture_on_commit_callbacks, settings, button
+):
+    seen = timezone.now() - timedelta(seconds=settings.HOST_ONLINE_SECONDS + 60)
+    Host.objects.filter(pk=config.host_id).update(last_heartbeat=seen)
+    client.force_login(operator)
+    with django_capture_on_commit_callbacks() as callbacks:
+        url = reverse(f"admin:launches_launchconfig_{button}", args=[config.pk])
+        response = client.post(url, follow=True)
+    assert Launch.objects.count() == 0
+    assert callbacks == [], "nothing may wait in the host's queue for a worker that is away"
+    said = f"The host {config.host.name} is offline: its GPU worker has not reported since "
+    said += f"{timezone.localtime(seen):%Y-%m-%d %H:%M:%S}"
+    assert any(said in text and "Start the GPU worker" in text for text in messages_of(response))
+
+
+def test_a_host_without_a_gpu_points_at_make_demo_only_when_no_simulated_host_runs(
+    client, operator, config, django_capture_on_commit_callbacks
+):
+    Host.objects.filter(pk=config.host_id).update(nvml_status="No NVIDIA driver found")
+    url = reverse("admin:launches_launchconfig_launch", args=[config.pk])
+    client.force_login(operator)
+    with django_capture_on_commit_callbacks():
+        alone = messages_of(client.post(url, follow=True))
+    assert any("run `make demo`" in text for text in alone), alone
+
+    make_host("desk-3060-sim", simulated=True)
+    with django_capture_on_commit_callbacks():
+        under_demo = messages_of(client.post(url, follow=True))
+    assert any("launch on a simulated host: desk-3060-sim." in text for text in under_demo), under_demo
+    assert not any("make demo" in text for text in under_demo)
+
+
 def test_a_get_of_an_action_url_starts_nothing(client, operator, config):
     client.force_login(operator)
     response = client.get(reverse("admin:launches_launchconfig_launch", args=[config.pk]))
     assert response.status_code == 302
     assert Launch.objects.count() == 0
+
+
+def test_the_stop_confirmation_names_the_host_once_when_the_config_name_has_it(client, operator, config):
+    type(config).objects.filter(pk=config.pk).update(name=f"mine on {config.host.name}")
+    config.refresh_from_db()
+    running = make_launch(config, operator, status=Launch.Status.READY)
+    client.force_login(operator)
+    html = client.get(reverse("admin:launches_launchconfig_stop", args=[config.pk])).content.decode()
+    assert f">#{running.pk} mine on {config.host.name}</a> — Running" in html
+    assert f"on {config.host.name} on {config.host.name}" not in html
 
 
 def test_stopping_from_the_config_page_asks_for_confirmation_first(
@@ -179,6 +228,42 @@ def test_a_fixed_port_that_is_the_sites_own_or_taken_on_the_host_is_refused_befo
     assert Launch.objects.count() == before
     assert callbacks == []
     assert any(words in text for text in messages_of(response)), messages_of(response)
+
+
+@pytest.mark.parametrize("taken_by", ["server", "picked port", "fixed port"])
+def test_a_fixed_port_taken_on_another_host_at_the_same_address_is_refused_before_anything_starts(
+    client, operator, config, django_capture_on_commit_callbacks, taken_by
+):
+    Host.objects.filter(pk=config.host_id).update(address="127.0.0.1")
+    other = make_config(host=make_host("lab-h100", address="127.0.0.1"), model=config.model)
+    if taken_by == "server":
+        Host.objects.filter(pk=other.host_id).update(running_servers=[{"launch_id": 5, "port": 8101}])
+    elif taken_by == "picked port":
+        make_launch(other, operator, status=Launch.Status.READY, server_url="http://127.0.0.1:8101")
+    else:
+        type(other).objects.filter(pk=other.pk).update(port=8101)
+        other.refresh_from_db()
+        make_launch(other, operator, status=Launch.Status.STARTING)
+    type(config).objects.filter(pk=config.pk).update(port=8101)
+    client.force_login(operator)
+    before = Launch.objects.count()
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(reverse("admin:launches_launchconfig_launch", args=[config.pk]), follow=True)
+    assert Launch.objects.count() == before and callbacks == []
+    words = "Port 8101 on 127.0.0.1 (also lab-h100's address) is taken by launch #"
+    assert any(words in text for text in messages_of(response)), messages_of(response)
+
+
+def test_a_port_of_a_server_whose_stop_was_reported_after_the_last_heartbeat_is_free_again(
+    client, operator, config, django_capture_on_commit_callbacks
+):
+    stopped = make_launch(config, operator, status=Launch.Status.STOPPED)
+    Host.objects.filter(pk=config.host_id).update(running_servers=[{"launch_id": stopped.pk, "port": 8123}])
+    type(config).objects.filter(pk=config.pk).update(port=8123)
+    client.force_login(operator)
+    with django_capture_on_commit_callbacks():
+        response = client.post(reverse("admin:launches_launchconfig_launch", args=[config.pk]), follow=True)
+    assert Launch.objects.filter(status=Launch.Status.QUEUED).count() == 1, messages_of(response)
 
 
 def test_a_config_without_a_port_sends_none_and_the_host_picks_one(

@@ -88,7 +88,7 @@ def test_an_operator_sees_the_yarn_preview_change_without_a_reload_and_the_form_
     page.fill("#id_yarn_factor", "2.0")
     expect(page.locator('#context-preview [data-role="requested"]')).to_contain_text("40,960 × 2.0 = 81,920")
     expect(page.locator('#context-preview [data-role="seed"]')).to_contain_text(
-        "YaRN ×2.0 asks for 53,248 tokens; NVIDIA GeForce RTX 3060 (12 GiB) holds 26,624 of this model, "
+        "YaRN ×2.0 asks for 81,920 tokens; NVIDIA GeForce RTX 3060 (12 GiB) holds 26,624 of this model, "
         "so the launch serves 26,624."
     )
     expect(page.locator('#context-preview [data-role="warning"]')).to_be_hidden()
@@ -109,6 +109,13 @@ def test_an_operator_sees_the_yarn_preview_change_without_a_reload_and_the_form_
     assert page.evaluate("window.notReloaded") is True, "the preview must update without a reload"
 
     page.fill("#id_gpu_memory_utilization", "0.9")
+    expect(info).to_contain_text("HW limit: 26K")
+    for invalid in ("9", "1.3"):
+        # An invalid factor asks for nothing: only the note saying what a factor may be.
+        page.fill("#id_yarn_factor", invalid)
+        expect(page.locator('#context-preview [data-role="note"]')).to_contain_text("between 1.0 and 8.0")
+        expect(page.locator('#context-preview [data-role="cap"]')).to_be_hidden()
+        expect(page.locator('#context-preview [data-role="seed"]')).to_have_text("")
     page.fill("#id_yarn_factor", "9.0")
     page.click("input[name=_continue]")
     expect(page.locator(".errornote")).to_be_visible()
@@ -138,6 +145,42 @@ def test_above_a_length_that_only_fitted_the_preview_promises_no_cap(
         "Above the 40,960 tokens known to fit, the launch measures this GPU's limit."
     )
     expect(page.locator('#context-preview [data-role="cap"]')).to_be_hidden()
+
+
+def test_the_factor_is_applied_once_to_the_native_context_not_to_a_length_a_yarn_run_learned(
+    page, live_server, operator, config, profile
+):
+    from playwright.sync_api import expect
+
+    # A ×2 run found that 81,920 tokens fit: that length already includes a factor.
+    learn_limit(config, profile, 81920, learned_from="fits")
+    log_in(page, live_server, operator)
+    page.goto(live_server.url + reverse("admin:launches_launchconfig_change", args=[config.pk]))
+    expect(page.locator('#context-preview [data-role="info"]')).to_contain_text("HW limit: at least 80K fits")
+    page.check("#id_enable_yarn")
+    page.fill("#id_yarn_factor", "8.0")
+    expect(page.locator('#context-preview [data-role="requested"]')).to_contain_text("40,960 × 8.0 = 327,680")
+    expect(page.locator('#context-preview [data-role="seed"]')).to_contain_text(
+        "YaRN ×8.0 asks for 327,680 tokens; at least 81,920 fit on"
+    )
+
+
+def test_the_preview_of_a_model_whose_config_could_not_be_read_says_why(page, live_server, operator, config):
+    from playwright.sync_api import expect
+
+    from gpus.models import ModelSpec
+
+    error = (
+        "config.json is not valid JSON (Expecting value at line 1, column 1); fix or re-download the file."
+    )
+    ModelSpec.objects.filter(pk=config.model_id).update(
+        native_context=None, facts_status=ModelSpec.FactsStatus.ERROR, facts_error=error
+    )
+    log_in(page, live_server, operator)
+    page.goto(live_server.url + reverse("admin:launches_launchconfig_change", args=[config.pk]))
+    expect(page.locator('#context-preview [data-role="requested"]')).to_have_text(
+        f"Requested context: unknown, the model's config.json could not be read: {error}"
+    )
 
 
 def test_a_viewer_sees_no_action_buttons_and_a_forged_post_is_refused(page, live_server, viewer, config):

@@ -36,6 +36,17 @@ def test_the_dashboard_shows_hosts_running_servers_limits_and_times(client, view
     assert "saved limit: median 40 s over 1" in html
 
 
+def test_an_offline_host_silent_for_less_than_a_minute_says_how_many_seconds(client, viewer, config):
+    Host.objects.create(
+        name="sim-a100", simulated=True, last_heartbeat=timezone.now() - dt.timedelta(seconds=45)
+    )
+    client.force_login(viewer)
+    html = client.get(reverse("launches:fleet")).content.decode()
+    assert 'class="badge offline"' in html
+    assert "Last heartbeat: 45 s ago" in html or "Last heartbeat: 46 s ago" in html
+    assert "0 minutes ago" not in html
+
+
 def test_a_length_that_only_fitted_is_shown_as_at_least(client, viewer, config, profile):
     learn_limit(config, profile, 40960, learned_from="fits")
     client.force_login(viewer)
@@ -60,3 +71,21 @@ def test_the_dashboard_costs_the_same_queries_for_one_host_or_many(client, viewe
     with CaptureQueriesContext(connection) as many:
         client.get(reverse("launches:fleet"))
     assert len(many) == len(few)
+
+
+def test_the_admin_names_learned_limits_as_the_readme_does(client, viewer):
+    client.force_login(viewer)
+    html = client.get(reverse("admin:index")).content.decode()
+    assert "Learned limits" in html and "Detected limits" not in html
+
+
+def test_every_page_declares_its_icon_so_browsers_do_not_ask_for_a_missing_favicon(client, viewer, launch):
+    # Headless Chromium fetches no favicon; a desktop browser asks for /favicon.ico unless a page names one.
+    client.force_login(viewer)
+    for url in (
+        reverse("admin:index"),
+        reverse("launches:fleet"),
+        reverse("launches:live", args=[launch.pk]),
+        reverse("admin:launches_launch_changelist"),
+    ):
+        assert '<link rel="icon" href="data:,">' in client.get(url).content.decode(), url

@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -157,3 +158,14 @@ def test_the_history_offers_no_facet_counts_that_would_scan_the_table(client, vi
     client.force_login(viewer)
     html = client.get(reverse(CHANGELIST), {"_facets": "True"}).content.decode()
     assert "Show counts" not in html
+
+
+def test_the_history_record_shows_token_counts_with_separators(client, viewer, launch):
+    Launch.objects.filter(pk=launch.pk).update(
+        known_limit=26624, wanted_context=40960, kv_capacity_tokens=27200
+    )
+    client.force_login(viewer)
+    html = client.get(reverse("admin:launches_launch_change", args=[launch.pk])).content.decode()
+    for number in ("26,624", "40,960", "27,200"):
+        assert f'<div class="readonly">{number}</div>' in html, number
+    assert not re.search(r'<div class="readonly">\d{5,}</div>', html)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+import pytest
 from django.urls import reverse
 
 from launches.models import Launch, LaunchEvent
 from launches.verdicts import describe_attempt
-from tests.ui.conftest import make_launch
+from tests.ui.conftest import learn_limit, make_launch
 
 
 def test_the_feed_returns_the_events_after_a_sequence_number_and_the_status(client, viewer, launch):
@@ -96,3 +99,39 @@ def test_stop_is_offered_only_while_something_can_be_stopped(client, operator, c
         launch = make_launch(config, operator, status=status)
         offered[status] = client.get(reverse("launches:events", args=[launch.pk])).json()["can_stop"]
     assert {status for status, can in offered.items() if can} == {"queued", "starting", "ready"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "tokens", "learned_from", "said"),
+    [
+        ("redetect", 27168, "refusal", "re-detects; replaces the saved limit of 27,168 tokens"),
+        ("redetect", 40960, "fits", "re-detects; replaces the saved floor: at least 40,960 tokens fit"),
+        ("test_yarn", 40960, "fits", "floor: at least 40,960 tokens fit; the launch measures how much more"),
+        ("launch", 27168, "refusal", "saved limit 27,168 tokens"),
+    ],
+)
+def test_the_live_page_says_which_saved_limit_a_launch_starts_from_replaces_or_measures_above(
+    client, operator, config, profile, django_capture_on_commit_callbacks, kind, tokens, learned_from, said
+):
+    learn_limit(config, profile, tokens, learned_from=learned_from)
+    if kind == "test_yarn":
+        config.enable_yarn, config.yarn_factor = True, Decimal("2.0")
+        config.save()
+    with django_capture_on_commit_callbacks():
+        launch = Launch.objects.start(config, operator, kind=kind)
+    client.force_login(operator)
+    html = client.get(reverse("launches:live", args=[launch.pk])).content.decode()
+    assert said in html
+    assert "no saved limit (first detection)" not in html
+
+
+def test_the_live_page_of_a_first_detection_says_no_limit_was_saved(
+    client, operator, config, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks():
+        launch = Launch.objects.start(config, operator, kind="redetect")
+    client.force_login(operator)
+    assert (
+        "no saved limit (first detection)"
+        in client.get(reverse("launches:live", args=[launch.pk])).content.decode()
+    )

@@ -89,7 +89,12 @@ def test_a_stopped_server_ends_stopped_by_whom_with_its_auto_fit_attempt_in_seco
 
     now = time.time()
     launch = make_launch(config, operator)
-    feed(launch, ("accepted", {"host": "desk-3060"}), started(1, "auto"), finished(1, "ready", now, parsed_len=40960))
+    feed(
+        launch,
+        ("accepted", {"host": config.host.name}),
+        started(1, "auto"),
+        finished(1, "ready", now, parsed_len=40960),
+    )
     feed(launch, ready_at(40960))
     ask_to_stop(launch, operator)
     feed(launch, ("stopped", {"reason": "Stopped on request."}))
@@ -106,7 +111,7 @@ def test_a_failed_start_ends_failed_with_the_reason(page, live_server, config, o
     reason = "The model's weights do not fit in this GPU's memory; no context length can help."
     feed(
         launch,
-        ("accepted", {"host": "desk-3060"}),
+        ("accepted", {"host": config.host.name}),
         started(1, 40960),
         finished(1, "weights_do_not_fit", now, exit_code=1),
         ("failed", {"outcome": "weights_do_not_fit", "reason": reason}),
@@ -128,7 +133,7 @@ def test_a_start_the_operator_stopped_ends_cancelled_not_failed(
 ):
     now = time.time()
     launch = make_launch(config, operator)
-    feed(launch, ("accepted", {"host": "desk-3060"}), started(1, 40960))
+    feed(launch, ("accepted", {"host": config.host.name}), started(1, 40960))
     ask_to_stop(launch, operator)
     feed(launch, finished(1, "cancelled", now), ("failed", {"outcome": "cancelled", "reason": "stopped"}))
     result = open_live(page, live_server, operator, launch)
@@ -139,7 +144,12 @@ def test_a_start_the_operator_stopped_ends_cancelled_not_failed(
 def test_a_crashed_server_ends_crashed_with_its_last_log_lines(page, live_server, config, operator):  # noqa: F811
     now = time.time()
     launch = make_launch(config, operator)
-    feed(launch, ("accepted", {"host": "desk-3060"}), started(1, 40960), finished(1, "ready", now, parsed_len=40960))
+    feed(
+        launch,
+        ("accepted", {"host": config.host.name}),
+        started(1, 40960),
+        finished(1, "ready", now, parsed_len=40960),
+    )
     feed(launch, ready_at(40960))
     feed(
         launch,
@@ -151,7 +161,7 @@ def test_a_crashed_server_ends_crashed_with_its_last_log_lines(page, live_server
 
 def test_a_launch_whose_worker_went_silent_ends_lost(page, live_server, config, operator):  # noqa: F811
     launch = make_launch(config, operator)
-    feed(launch, ("accepted", {"host": "desk-3060"}), started(1, 40960))
+    feed(launch, ("accepted", {"host": config.host.name}), started(1, 40960))
     Host.objects.filter(pk=config.host_id).update(last_heartbeat=timezone.now() - dt.timedelta(hours=1))
     assert Launch.objects.mark_lost() == 1
     result = open_live(page, live_server, operator, launch)
@@ -169,7 +179,7 @@ def test_a_yarn_test_that_gains_nothing_says_so_in_words(page, live_server, conf
     )
     feed(
         launch,
-        ("accepted", {"host": "desk-3060"}),
+        ("accepted", {"host": config.host.name}),
         started(1, 81920),
         finished(1, "context_too_long", now, parsed_len=27168, exit_code=-9),
         started(2, 27168),
@@ -192,3 +202,30 @@ def test_a_yarn_test_that_gains_nothing_says_so_in_words(page, live_server, conf
         "KV cache too small for 81,920 tokens; vLLM says 27,168 fit — restarting with 27,168 (12.5 s) · "
         "killed by the launcher (SIGKILL)"
     )
+
+
+def test_an_attempt_the_launcher_stopped_on_its_refusal_line_says_so_on_the_live_page_and_in_the_history(
+    page,  # noqa: F811
+    live_server,
+    config,
+    operator,
+):
+    from playwright.sync_api import expect
+
+    now = time.time()
+    launch = make_launch(config, operator)
+    feed(
+        launch,
+        ("accepted", {"host": config.host.name}),
+        started(1, 40960),
+        finished(1, "context_too_long", now, parsed_len=27168, exit_code=0, stopped_by_launcher=True),
+        started(2, 27168),
+        finished(2, "ready", now + 13, parsed_len=27168),
+        ready_at(27168),
+    )
+    open_live(page, live_server, operator, launch)
+    verdict = page.locator('section.attempt[data-attempt="1"] .verdict')
+    expect(verdict).to_contain_text("(12.5 s) · killed by the launcher (SIGTERM, exit code 0)")
+    page.goto(live_server.url + reverse("admin:launches_launch_change", args=[launch.pk]))
+    row = page.locator("tr", has_text="KV cache too small for 40,960 tokens")
+    expect(row).to_contain_text("killed by the launcher (SIGTERM, exit code 0)")

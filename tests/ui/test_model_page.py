@@ -46,6 +46,29 @@ def test_the_form_refuses_a_source_that_is_neither_a_folder_here_nor_a_repo_id(
     assert not ModelSpec.objects.exists()
 
 
+def test_a_relative_folder_that_looks_like_a_repo_id_is_refused_with_its_absolute_path(
+    client, operator, tmp_path, monkeypatch
+):
+    (tmp_path / "nc-models" / "mymodel").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    client.force_login(operator)
+    response = add_model(client, "nc-models/mymodel")
+    text = response.content.decode()
+    assert "nc-models/mymodel is a folder relative to where the site runs" in text
+    assert str(tmp_path / "nc-models" / "mymodel") in text
+    assert not ModelSpec.objects.exists()
+
+
+def test_a_refusal_message_keeps_the_model_name_as_written(client, operator, config):
+    ModelSpec.objects.filter(pk=config.model_id).update(
+        source="nc-models/mymodel", facts_status="error", facts_error="Repository Not Found."
+    )
+    client.force_login(operator)
+    response = client.post(reverse("admin:launches_launchconfig_launch", args=[config.pk]), follow=True)
+    html = response.content.decode()
+    assert '<li class="error">nc-models/mymodel cannot be launched: Repository Not Found.</li>' in html
+
+
 def test_the_form_refuses_a_folder_without_config_json(client, operator, tmp_path):
     client.force_login(operator)
     response = add_model(client, str(tmp_path))

@@ -149,6 +149,14 @@ def test_malformed_json_is_reported_as_such(tmp_path: Path) -> None:
         read_model_facts(str(tmp_path))
 
 
+def test_a_malformed_json_message_names_the_line_and_column_once(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"model_type": "qwen\x01"}')
+    with pytest.raises(ModelConfigError) as raised:
+        read_model_facts(str(tmp_path))
+    assert "(Invalid control character at line 1, column 21)" in str(raised.value)
+    assert "at at" not in str(raised.value)
+
+
 def test_a_config_without_any_length_key_gets_the_2048_vllm_assumes(tmp_path: Path) -> None:
     config = {"num_hidden_layers": 2, "num_attention_heads": 4, "hidden_size": 256}
     (tmp_path / "config.json").write_text(json.dumps(config))

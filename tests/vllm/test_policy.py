@@ -88,6 +88,9 @@ def test_a_refused_native_context_is_retried_at_exactly_the_printed_number() -> 
     kinds = [k for k, _ in events]
     assert kinds[0] == "attempt_started" and kinds[-1] == "ready"
     assert "limit_learned" in kinds and "log" in kinds
+    # The launcher stopped the refused start itself: its exit code is the answer to that stop.
+    finished = [data for kind, data in events if kind == "attempt_finished"]
+    assert [data["stopped_by_launcher"] for data in finished] == [True, False]
     assert "hf_very_secret" not in json.dumps(events) + json.dumps(result.to_dict())
 
 

@@ -58,6 +58,7 @@ def launch(settings) -> Launch:
         gpu_profile=Gpu.objects.get().profile,
         fingerprint="f" * 32,
         spec={"fingerprint_fields": {"dtype": "auto"}, "vllm_version": "0.11.0"},
+        task_id="spec-of-this-launch",
     )
     return launch
 
@@ -100,16 +101,20 @@ def test_events_are_applied_in_order_even_when_one_arrives_ahead_of_a_gap(launch
         "pid": 1,
         "pgid": 1,
     }
-    tasks.apply_event(launch.pk, 3, "ready", ready)
+    tasks.apply_event(launch.pk, 3, "ready", ready, spec_id=launch.task_id)
     launch.refresh_from_db()
     assert (launch.status, launch.last_seq) == ("queued", 0)
 
-    tasks.apply_event(launch.pk, 1, "accepted", {"host": "desk"})
+    tasks.apply_event(launch.pk, 1, "accepted", {"host": "desk"}, spec_id=launch.task_id)
     launch.refresh_from_db()
     assert (launch.status, launch.last_seq) == ("starting", 1)
 
     tasks.apply_event(
-        launch.pk, 2, "attempt_started", {"attempt": 1, "requested_len": 27168, "argv": ["vllm"]}
+        launch.pk,
+        2,
+        "attempt_started",
+        {"attempt": 1, "requested_len": 27168, "argv": ["vllm"]},
+        spec_id=launch.task_id,
     )
     launch.refresh_from_db()
     assert (launch.status, launch.last_seq, launch.context_length) == ("ready", 3, 27168)
@@ -118,7 +123,7 @@ def test_events_are_applied_in_order_even_when_one_arrives_ahead_of_a_gap(launch
 
 def test_a_duplicated_event_changes_nothing(launch: Launch) -> None:
     learned = {"max_model_len": 27168, "learned_from": "refusal", "kv_capacity_tokens": None}
-    tasks.apply_event(launch.pk, 1, "limit_learned", learned)
+    tasks.apply_event(launch.pk, 1, "limit_learned", learned, spec_id=launch.task_id)
     limit = DetectedLimit.objects.get()
     assert (limit.max_model_len, limit.launch_id) == (27168, launch.pk)
 
@@ -184,9 +189,10 @@ def test_a_real_gpu_profile_never_receives_a_limit_learned_on_a_simulated_card()
         model=model,
         gpu_profile=config.gpu_profile(),
         spec={"fingerprint_fields": {}, "vllm_version": "0.11.0"},
+        task_id="spec-of-this-launch",
     )
     learned = {"max_model_len": 27168, "learned_from": "refusal", "kv_capacity_tokens": None}
-    tasks.apply_event(launch.pk, 1, "limit_learned", learned)
+    tasks.apply_event(launch.pk, 1, "limit_learned", learned, spec_id=launch.task_id)
 
     limit = DetectedLimit.objects.get()
     assert limit.profile == simulated_card.profile

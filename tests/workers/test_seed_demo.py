@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -20,6 +21,18 @@ def test_seed_demo_creates_the_model_and_a_config_per_host_and_prints_the_worker
     assert ModelSpec.objects.get().native_context == 40960
     assert sorted(LaunchConfig.objects.values_list("host__name", flat=True)) == ["desk-3060", "lab-h100"]
     assert all(host.simulated for host in Host.objects.all())
+    # Both demo hosts serve on 127.0.0.1: a fixed port could be one the other host's worker picked.
+    assert {host.reachable_address for host in Host.objects.all()} == {"127.0.0.1"}
+    assert list(LaunchConfig.objects.values_list("port", flat=True)) == [None, None]
     text = out.getvalue()
     assert "gpu_worker --host desk-3060" in text and "AIFRED_STANDIN_VLLM_VERSION=0.11.0" in text
     assert "AIFRED_SIMULATED_GPUS='NVIDIA H100 80GB HBM3:81559'" in text
+
+
+def test_make_demo_seeds_without_printing_commands_for_hosts_it_starts_itself() -> None:
+    out = io.StringIO()
+    call_command("seed_demo", "--no-worker-commands", stdout=out)
+    assert "Start the simulated GPU hosts" not in out.getvalue() and "gpu_worker --host" not in out.getvalue()
+    assert LaunchConfig.objects.count() == 2
+    run_script = (Path(__file__).resolve().parents[2] / "scripts" / "run.py").read_text()
+    assert 'manage("seed_demo", "--no-worker-commands"' in run_script

@@ -20,10 +20,11 @@ from launches.models import LaunchConfig
 
 DEMO_MODEL_DIR = Path(launches.vllm.__file__).resolve().parent / "demo_models" / "qwen3-8b-like"
 
-# name, simulated cards, vLLM version the stand-in plays, port of its server
+# name, simulated cards, vLLM version the stand-in plays, fixed port of its config: none, since both
+# hosts serve on 127.0.0.1 and each worker picks a free port of its range (a fixed one could be taken).
 DEMO_HOSTS = (
-    ("desk-3060", "NVIDIA GeForce RTX 3060:12288", "0.11.0", 8101),
-    ("lab-h100", "NVIDIA H100 80GB HBM3:81559", "0.32.0", 8102),
+    ("desk-3060", "NVIDIA GeForce RTX 3060:12288", "0.11.0", None),
+    ("lab-h100", "NVIDIA H100 80GB HBM3:81559", "0.32.0", None),
 )
 
 
@@ -43,6 +44,13 @@ def gpu_worker_env(host: str, cards: str, version: str) -> dict[str, str]:
 
 class Command(BaseCommand):
     help = "Create the demo model (Qwen3-8B-like) and one launch config per simulated host."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--no-worker-commands",
+            action="store_true",
+            help="do not print how to start the simulated hosts (make demo starts them itself)",
+        )
 
     def handle(self, *args, **options) -> None:
         with transaction.atomic():
@@ -67,6 +75,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Model {model}: native context {model.native_context:,} tokens.")
         else:
             self.stderr.write(f"Could not read the demo model's config.json: {model.facts_error}")
+        if options["no_worker_commands"]:
+            return
         self.stdout.write("Start the simulated GPU hosts with:")
         for name, cards, version, _port in DEMO_HOSTS:
             env = " ".join(

@@ -61,13 +61,15 @@
       }
       setText(box, "requested", text);
     } else {
-      setText(box, "requested", "Requested context: unknown until the model's config.json has been read.");
+      setText(box, "requested", facts.facts_error
+        ? "Requested context: unknown, the model's config.json could not be read: " + facts.facts_error
+        : "Requested context: unknown until the model's config.json has been read.");
     }
-    // What the factor asks for (the learned limit stretched by it) beside what this GPU will serve.
+    // What the factor asks for (the requested context above, one number) beside what this GPU serves.
     const gpu = facts.profile || "this GPU";
     let seed = "";
-    if (limit && values.enableYarn && validFactor && factor > 1) {
-      const asks = "YaRN ×" + factor.toFixed(1) + " asks for " + fmt(limit * factor) + " tokens; ";
+    if (limit && requested && values.enableYarn && validFactor && factor > 1) {
+      const asks = "YaRN ×" + factor.toFixed(1) + " asks for " + fmt(requested) + " tokens; ";
       seed = ceiling
         ? asks + gpu + " holds " + fmt(limit) + " of this model, so the launch serves " + fmt(Math.min(requested || limit, limit)) + "."
         : asks + "at least " + fmt(limit) + " fit on " + gpu + "; the launch measures how many more.";
@@ -84,7 +86,7 @@
       : "");
     // Only where the operator asked for more than fits (YaRN on): an untouched config simply starts
     // at the learned limit, which the note says.
-    setText(box, "cap", values.enableYarn && ceiling && requested && requested > limit
+    setText(box, "cap", values.enableYarn && validFactor && factor > 1 && ceiling && requested && requested > limit
       ? "The factor asks for more than " + gpu + " holds: the launch serves " + fmt(limit) + " tokens, not " + fmt(requested) + ". Run Test YaRN to see what the factor gains here."
       : "");
   }
