@@ -13,9 +13,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from gpus.fingerprint import memory_fingerprint
-
-# Sent by name, so the web process never imports the control worker's task module.
-READ_MODEL_FACTS_TASK = "launches.control.read_model_facts"
+from launches.contract import READ_MODEL_FACTS_TASK
 
 
 class HostQuerySet(models.QuerySet["Host"]):

@@ -18,6 +18,56 @@ class ContractError(ValueError):
     """A spec or event that does not match the contract; the message names the bad field."""
 
 
+# Celery task names: the GPU worker's tasks (queue ``gpu.<host>``) and the control worker's (queue
+# ``control``). Both programs register and send by these names only.
+RUN_LAUNCH_TASK = "launches.gpu.run_launch"
+STOP_LAUNCH_TASK = "launches.gpu.stop_launch"
+RECONCILE_TASK = "launches.gpu.reconcile"
+HOST_REPORT_TASK = "launches.control.host_report"
+APPLY_EVENT_TASK = "launches.control.apply_event"
+LAUNCH_UNKNOWN_TASK = "launches.control.launch_unknown"
+MARK_LOST_LAUNCHES_TASK = "launches.control.mark_lost_launches"
+READ_MODEL_FACTS_TASK = "launches.control.read_model_facts"
+
+
+class Outcome(enum.StrEnum):
+    """How one attempt ended, as the launcher's log classifier names it; ``label`` is the words
+    people see (the live page, the history filter, the admin)."""
+
+    READY = "ready"
+    CONTEXT_TOO_LONG = "context_too_long"
+    AUTO_FIT = "auto_fit"
+    GPU_BUSY = "gpu_busy"
+    WEIGHTS_DO_NOT_FIT = "weights_do_not_fit"
+    LENGTH_ABOVE_MODEL = "length_above_model"
+    PORT_IN_USE = "port_in_use"
+    MAX_NUM_SEQS_TOO_HIGH = "max_num_seqs_too_high"
+    MODEL_NOT_FOUND = "model_not_found"
+    CRASHED = "crashed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+    @property
+    def label(self) -> str:
+        return _OUTCOME_LABELS[self]
+
+
+_OUTCOME_LABELS: dict[Outcome, str] = {
+    Outcome.READY: "Ready",
+    Outcome.CONTEXT_TOO_LONG: "KV cache too small",
+    Outcome.AUTO_FIT: "Auto-fitted",
+    Outcome.GPU_BUSY: "GPU busy",
+    Outcome.WEIGHTS_DO_NOT_FIT: "Weights do not fit",
+    Outcome.LENGTH_ABOVE_MODEL: "Length above the model's maximum",
+    Outcome.PORT_IN_USE: "Port in use",
+    Outcome.MAX_NUM_SEQS_TOO_HIGH: "Too many sequences for the Mamba cache",
+    Outcome.MODEL_NOT_FOUND: "Model not found",
+    Outcome.CRASHED: "Crashed",
+    Outcome.TIMEOUT: "Timed out",
+    Outcome.CANCELLED: "Cancelled",
+}
+
+
 class EventKind(enum.StrEnum):
     """Every kind of numbered launch event a GPU worker sends."""
 

@@ -18,18 +18,19 @@ from django.utils.dateparse import parse_datetime
 
 from gpus.fingerprint import memory_fingerprint
 from gpus.models import DetectedLimit, Gpu, GpuProfile
-from launches.contract import ContractError, LaunchSpec, parse_event
+from launches.contract import (
+    RUN_LAUNCH_TASK,
+    STOP_LAUNCH_TASK,
+    ContractError,
+    LaunchSpec,
+    parse_event,
+)
 from launches.vllm.flags import ExtraArgsError, parse_extra_args
 
 log = logging.getLogger(__name__)
 
 YARN_FACTORS = tuple(Decimal(f"{step / 2:.1f}") for step in range(2, 17))  # 1.0, 1.5, ... 8.0
 PORT_MIN, PORT_MAX = 1024, 65535
-
-# Task names shared with the workers; sent by name so the web process never imports worker code.
-RUN_LAUNCH_TASK = "launches.gpu.run_launch"
-STOP_LAUNCH_TASK = "launches.gpu.stop_launch"
-RECONCILE_TASK = "launches.gpu.reconcile"
 
 
 class LaunchRefused(Exception):

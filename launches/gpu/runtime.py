@@ -25,8 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from gpus.nvml import Inventory, SimulatedGpus, read_inventory_or_empty
-from launches.contract import ContractError, LaunchSpec
-from launches.gpu.app import APPLY_EVENT_TASK, HOST_REPORT_TASK, LAUNCH_UNKNOWN_TASK
+from launches.contract import (
+    APPLY_EVENT_TASK,
+    HOST_REPORT_TASK,
+    LAUNCH_UNKNOWN_TASK,
+    ContractError,
+    LaunchSpec,
+)
 from launches.gpu.state import ServerRecord, StateFile, StateFileError, WorkerState
 from launches.vllm.argv import ServeOptions
 from launches.vllm.flags import has_flag

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from launches.contract import ContractError, EventKind, LaunchSpec, parse_event
+from launches import contract
+from launches.contract import ContractError, EventKind, LaunchSpec, Outcome, parse_event
+from launches.verdicts import OUTCOME_LABELS
 
 SPEC = LaunchSpec(launch_id=7, spec_id="0b1c", model="Qwen/Qwen3-8B-AWQ", port=8001, gpu_indices=[0, 1])
 
@@ -73,3 +75,26 @@ def test_an_event_the_worker_itself_garbled_is_stepped_over_once_the_grace_has_p
     launch.apply_event(3, "attempt_started", {"attempt": 1, "argv": ["vllm", "serve"]})
     launch.refresh_from_db()
     assert launch.last_seq == 3 and launch.attempts.get().argv == ["vllm", "serve"]
+
+
+def test_every_outcome_has_the_words_people_see_and_the_labels_come_from_the_enum() -> None:
+    assert all(outcome.label for outcome in Outcome)
+    assert {str(outcome): outcome.label for outcome in Outcome} == OUTCOME_LABELS
+
+
+def test_the_control_worker_registers_every_task_name_the_contract_sends_to_it(settings) -> None:
+    from aifred_site.celery import app
+    from launches import tasks  # noqa: F401  (registers the control tasks)
+
+    names = [value for name, value in vars(contract).items() if name.endswith("_TASK")]
+    control = [name for name in names if name.startswith("launches.control.")]
+    assert control and all(name in app.tasks for name in control)
+    assert settings.CELERY_BEAT_SCHEDULE["mark-lost-launches"]["task"] == contract.MARK_LOST_LAUNCHES_TASK
+
+
+def test_the_gpu_worker_registers_every_task_name_the_site_sends_to_it() -> None:
+    from launches.gpu import tasks  # noqa: F401
+    from launches.gpu.app import app
+
+    for name in (contract.RUN_LAUNCH_TASK, contract.STOP_LAUNCH_TASK, contract.RECONCILE_TASK):
+        assert name in app.tasks
