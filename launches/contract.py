@@ -113,6 +113,13 @@ REQUIRED_PAYLOAD: dict[EventKind, dict[str, tuple[type, ...]]] = {
 }
 
 
+def wanted_length(native: int, factor: float = 1.0, cap: int | None = None) -> int:
+    """The context a launch asks for, in tokens: ``native`` × YaRN ``factor`` (1.0 without YaRN),
+    rounded down to a whole token, then lowered to ``cap`` when one is set (None or 0: no cap)."""
+    wanted = int(native * factor)
+    return min(wanted, int(cap)) if cap else wanted
+
+
 @dataclass(frozen=True)
 class Event:
     launch_id: int

@@ -24,6 +24,7 @@ from launches.contract import (
     ContractError,
     LaunchSpec,
     parse_event,
+    wanted_length,
 )
 from launches.vllm.flags import ExtraArgsError, parse_extra_args
 
@@ -186,12 +187,12 @@ class LaunchConfig(models.Model):
         return parse_extra_args(self.extra_args)
 
     def wanted_context(self) -> int | None:
-        """Native × YaRN factor, lowered to the cap (DESIGN.md, step 1)."""
+        """Native × YaRN factor, lowered to the cap (``contract.wanted_length``); None while the
+        model's native context is unknown."""
         native = self.model.native_context
         if native is None:
             return None
-        wanted = int(native * self.effective_yarn_factor)
-        return min(wanted, self.context_cap) if self.context_cap else wanted
+        return wanted_length(native, float(self.effective_yarn_factor), self.context_cap)
 
     def clean(self) -> None:
         errors: dict[str, str] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from launches.vllm.flags import ExtraArgsError, parse_extra_args
@@ -53,9 +53,6 @@ class ServeOptions:
         values = dict(data)
         values["extra_args"] = tuple(values.get("extra_args") or ())
         return cls(**values)
-
-    def with_port(self, port: int) -> ServeOptions:
-        return replace(self, port=port)
 
 
 @dataclass(frozen=True)

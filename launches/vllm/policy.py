@@ -41,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from launches.contract import wanted_length
 from launches.vllm.argv import ArgvError, ServeOptions, YarnSetting, build_argv, build_env
 from launches.vllm.flags import has_flag
 from launches.vllm.logs import LogWatcher, Outcome, Verdict, round_down
@@ -262,9 +263,7 @@ def run_launch(
         theta = theta if theta is not None else facts.rope_theta
     default = default or native
     factor = request.yarn_factor or 1.0
-    wanted = int(native * factor)
-    if request.context_cap:
-        wanted = min(wanted, int(request.context_cap))
+    wanted = wanted_length(native, factor, request.context_cap)
     yarn = YarnSetting(factor, native, theta) if factor != 1.0 else None
     common: dict[str, Any] = {"vllm_version": version, "native_context": native, "wanted_len": wanted}
     max_num_seqs = request.max_num_seqs

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from launches import contract
-from launches.contract import ContractError, EventKind, LaunchSpec, Outcome, parse_event
+from launches.contract import ContractError, EventKind, LaunchSpec, Outcome, parse_event, wanted_length
 from launches.verdicts import OUTCOME_LABELS
 
 SPEC = LaunchSpec(launch_id=7, spec_id="0b1c", model="Qwen/Qwen3-8B-AWQ", port=8001, gpu_indices=[0, 1])
@@ -98,3 +98,16 @@ def test_the_gpu_worker_registers_every_task_name_the_site_sends_to_it() -> None
 
     for name in (contract.RUN_LAUNCH_TASK, contract.STOP_LAUNCH_TASK, contract.RECONCILE_TASK):
         assert name in app.tasks
+
+
+@pytest.mark.parametrize(
+    ("native", "factor", "cap", "wanted"),
+    [
+        (32768, 1.0, None, 32768),
+        (32768, 2.5, None, 81920),
+        (32768, 4.0, 100000, 100000),
+        (40960, 1.5, 0, 61440),
+    ],
+)
+def test_the_wanted_length_is_native_times_the_factor_lowered_to_the_cap(native, factor, cap, wanted) -> None:
+    assert wanted_length(native, factor, cap) == wanted
