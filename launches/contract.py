@@ -89,6 +89,12 @@ class EventKind(enum.StrEnum):
     WORKER_RESTARTED = "worker_restarted"
 
 
+# Kinds kept in the launch's event history (the admin's event list, the live page's log) that change
+# nothing on the launch row; every other kind has a handler on the control side (``Launch._on_<kind>``).
+HISTORY_ONLY_KINDS = frozenset(
+    {EventKind.LOG, EventKind.UNHEALTHY, EventKind.HEALTHY, EventKind.ADOPTED, EventKind.WORKER_RESTARTED}
+)
+
 # Keys each kind must carry, with the types they must have (absent keys are allowed elsewhere).
 _INT = (int,)
 _STR = (str,)

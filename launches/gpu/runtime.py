@@ -30,6 +30,7 @@ from launches.contract import (
     HOST_REPORT_TASK,
     LAUNCH_UNKNOWN_TASK,
     ContractError,
+    EventKind,
     LaunchSpec,
 )
 from launches.gpu.state import ServerRecord, StateFile, StateFileError, WorkerState
@@ -304,7 +305,9 @@ class HostRuntime:
             log.error("launch spec refused: %s", exc)
             launch_id = spec.get("launch_id") if isinstance(spec, dict) else None
             if isinstance(launch_id, int) and not isinstance(launch_id, bool) and launch_id > 0:
-                self.emit(launch_id, "failed", {"outcome": "refused", "reason": f"Bad launch spec: {exc}"})
+                self.emit(
+                    launch_id, EventKind.FAILED, {"outcome": "refused", "reason": f"Bad launch spec: {exc}"}
+                )
             return "refused"
         launch_id = parsed.launch_id
         indices = list(parsed.gpu_indices)
@@ -317,17 +320,17 @@ class HostRuntime:
             self._save()
             if launch_id in self.cancelled_early:
                 self.cancelled_early.discard(launch_id)
-                self.emit(launch_id, "cancelled", {"reason": "Stopped before the start began."})
+                self.emit(launch_id, EventKind.CANCELLED, {"reason": "Stopped before the start began."})
                 return "cancelled"
             refusal = self._refusal(spec, indices)
             if refusal:
-                self.emit(launch_id, "failed", {"outcome": "refused", "reason": refusal})
+                self.emit(launch_id, EventKind.FAILED, {"outcome": "refused", "reason": refusal})
                 return "refused"
             port = self._port_for(spec)
             if port is None:
                 low, high = self.config.port_range
                 reason = f"No free port between {low} and {high} on {self.config.host} (AIFRED_PORT_RANGE)."
-                self.emit(launch_id, "failed", {"outcome": "refused", "reason": reason})
+                self.emit(launch_id, EventKind.FAILED, {"outcome": "refused", "reason": reason})
                 return "refused"
             spec = {**spec, "port": port}
             options = self._used_mib(spec, indices)
@@ -343,12 +346,16 @@ class HostRuntime:
             )
             self.records[launch_id] = record
             cancel = self.cancels[launch_id] = threading.Event()
-        self.emit(launch_id, "accepted", {"host": self.config.host, "worker_pid": os.getpid(), "port": port})
+        self.emit(
+            launch_id, EventKind.ACCEPTED, {"host": self.config.host, "worker_pid": os.getpid(), "port": port}
+        )
         try:
             return self._start(spec, record, cancel)
         except Exception as exc:
             log.exception("launch %s failed unexpectedly", launch_id)
-            self.emit(launch_id, "failed", {"outcome": "failed", "reason": f"The GPU worker failed: {exc}"})
+            self.emit(
+                launch_id, EventKind.FAILED, {"outcome": "failed", "reason": f"The GPU worker failed: {exc}"}
+            )
             self._forget(launch_id)
             return "failed"
 
@@ -427,9 +434,9 @@ class HostRuntime:
         try:
             facts = read_model_facts(spec["model"], spec.get("revision"), token=self.config.hf_token)
         except ModelConfigError as exc:
-            self.emit(launch_id, "model_facts", {"error": str(exc)})
+            self.emit(launch_id, EventKind.MODEL_FACTS, {"error": str(exc)})
         else:
-            self.emit(launch_id, "model_facts", facts.to_dict())
+            self.emit(launch_id, EventKind.MODEL_FACTS, facts.to_dict())
             extra = (spec.get("options") or {}).get("extra_args") or ()
             native, default = facts.lengths_for_version(
                 self.vllm_version or None, disable_sliding_window=has_flag(extra, "--disable-sliding-window")
@@ -486,7 +493,7 @@ class HostRuntime:
         if request.detect_only:
             self.emit(
                 launch_id,
-                "stopped",
+                EventKind.STOPPED,
                 {
                     "reason": f"YaRN test: the server came up with a context of {result.max_model_len:,} "
                     "tokens and was stopped after the test.",
@@ -537,7 +544,7 @@ class HostRuntime:
         if len(recent) >= limit:
             self.emit(
                 record.launch_id,
-                "crashed",
+                EventKind.CRASHED,
                 {
                     "reason": f"Crash loop: the server exited{code} after {len(recent)} restarts within "
                     f"{window // 60} min; it is not restarted again.",
@@ -558,7 +565,7 @@ class HostRuntime:
             self._save()
         self.emit(
             record.launch_id,
-            "restarting",
+            EventKind.RESTARTING,
             {
                 "reason": f"The server exited{code}; restart {len(recent) + 1} of {limit} in {wait:g} s.",
                 "restarts": len(recent) + 1,
@@ -586,7 +593,9 @@ class HostRuntime:
         except Exception as exc:
             log.exception("restart of launch %s failed unexpectedly", record.launch_id)
             self.emit(
-                record.launch_id, "failed", {"outcome": "failed", "reason": f"The restart failed: {exc}"}
+                record.launch_id,
+                EventKind.FAILED,
+                {"outcome": "failed", "reason": f"The restart failed: {exc}"},
             )
             self._forget(record.launch_id)
 
@@ -646,7 +655,7 @@ class HostRuntime:
             process.stop(grace=10.0)
         elif record.pgid:
             kill_group(record.pgid, grace=10.0)
-        self.emit(launch_id, "stopped", {"reason": "Stopped on request."})
+        self.emit(launch_id, EventKind.STOPPED, {"reason": "Stopped on request."})
         self._forget(launch_id)
         return "stopped"
 
@@ -680,7 +689,7 @@ class HostRuntime:
                     continue
                 self.emit(
                     record.launch_id,
-                    "crashed",
+                    EventKind.CRASHED,
                     {
                         "reason": "The vLLM server exited"
                         + (f" with code {exit_code}" if exit_code is not None else "")
@@ -695,9 +704,9 @@ class HostRuntime:
                 failures = self.health_failures.get(record.launch_id, 0) + 1
                 self.health_failures[record.launch_id] = failures
                 if failures == HEALTH_FAILURES_REPORTED:
-                    self.emit(record.launch_id, "unhealthy", {"reason": "/health does not answer."})
+                    self.emit(record.launch_id, EventKind.UNHEALTHY, {"reason": "/health does not answer."})
             elif self.health_failures.pop(record.launch_id, 0) >= HEALTH_FAILURES_REPORTED:
-                self.emit(record.launch_id, "healthy", {})
+                self.emit(record.launch_id, EventKind.HEALTHY, {})
 
     def _log_tail(self, record: ServerRecord, process: VllmProcess | None) -> list[str]:
         if process is not None:
@@ -744,7 +753,7 @@ class HostRuntime:
             self.seqs[launch_id] = max(record.next_seq, self.seqs.get(launch_id, 1))
             if record.next_seq > 1:
                 self.records[launch_id] = record
-                self.emit(launch_id, "worker_restarted", {"host": self.config.host})
+                self.emit(launch_id, EventKind.WORKER_RESTARTED, {"host": self.config.host})
             alive = bool(record.pgid and group_alive(record.pgid))
             if record.status == "ready" and alive:
                 self.records[launch_id] = record
@@ -752,7 +761,9 @@ class HostRuntime:
                     self.followers[launch_id] = LogFollower.adopt(
                         record.pgid, record.log_path, max_lines=CRASH_TAIL_LINES * 5
                     )
-                self.emit(launch_id, "adopted", {"pid": record.pid, "pgid": record.pgid, "url": record.url})
+                self.emit(
+                    launch_id, EventKind.ADOPTED, {"pid": record.pid, "pgid": record.pgid, "url": record.url}
+                )
                 continue
             self.records.pop(launch_id, None)
             groups = set(marked.pop(launch_id, set()))
@@ -761,12 +772,12 @@ class HostRuntime:
             for pgid in groups:
                 kill_group(pgid, grace=5.0)
             if record.status == "ready":
-                kind, reason = "crashed", "The server exited while no GPU worker watched it."
+                kind, reason = EventKind.CRASHED, "The server exited while no GPU worker watched it."
             elif record.status == "stopping":
-                kind, reason = "stopped", "Stopped (the GPU worker restarted during the stop)."
+                kind, reason = EventKind.STOPPED, "Stopped (the GPU worker restarted during the stop)."
             else:
                 kind, reason = (
-                    "failed",
+                    EventKind.FAILED,
                     "The GPU worker restarted during the start; the half-started server was stopped.",
                 )
             self.records[launch_id] = record  # so that the event's number is saved

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from launches.contract import wanted_length
+from launches.contract import EventKind, wanted_length
 from launches.vllm.argv import ArgvError, ServeOptions, YarnSetting, build_argv, build_env
 from launches.vllm.flags import has_flag
 from launches.vllm.logs import LogWatcher, Outcome, Verdict, round_down
@@ -179,7 +179,7 @@ class _Attempt:
 
     def flush(self) -> None:
         if self._batch:
-            self.emit("log", {"attempt": self.number, "lines": self._batch})
+            self.emit(EventKind.LOG, {"attempt": self.number, "lines": self._batch})
             self._batch = []
         self._last_flush = time.monotonic()
 
@@ -238,7 +238,7 @@ def run_launch(
             on_event(kind, data)
 
     def fail(outcome: str, reason: str, **extra: Any) -> LaunchResult:
-        emit("failed", {"outcome": outcome, "reason": reason})
+        emit(EventKind.FAILED, {"outcome": outcome, "reason": reason})
         return LaunchResult(outcome=outcome, reason=reason, **extra)
 
     options = request.options
@@ -302,7 +302,7 @@ def run_launch(
             log_path = os.path.join(
                 request.log_dir, f"launch-{request.launch_id or int(started)}-attempt-{number}.log"
             )
-        emit("attempt_started", {"attempt": number, "requested_len": requested, "argv": argv})
+        emit(EventKind.ATTEMPT_STARTED, {"attempt": number, "requested_len": requested, "argv": argv})
         if port_in_use(options.host, options.port):
             # Something else answers there: whatever it says, it is not the server we would start.
             now = time.time()
@@ -322,7 +322,7 @@ def run_launch(
                 )
             )
             emit(
-                "attempt_finished",
+                EventKind.ATTEMPT_FINISHED,
                 {
                     "attempt": number,
                     "outcome": str(Outcome.PORT_IN_USE),
@@ -382,7 +382,7 @@ def run_launch(
         )
         attempts.append(result)
         emit(
-            "attempt_finished",
+            EventKind.ATTEMPT_FINISHED,
             {
                 "attempt": number,
                 "outcome": outcome,
@@ -425,7 +425,7 @@ def run_launch(
                 continue
             # For "fits" the event carries the served length: a floor for the site to keep.
             emit(
-                "limit_learned",
+                EventKind.LIMIT_LEARNED,
                 {
                     "max_model_len": learned if learned is not None else served,
                     "learned_from": learned_from,
@@ -435,7 +435,7 @@ def run_launch(
                 },
             )
             emit(
-                "ready",
+                EventKind.READY,
                 {
                     "url": url,
                     "max_model_len": served,
@@ -471,7 +471,7 @@ def run_launch(
                     ("auto_fit" if verdict.outcome == Outcome.AUTO_FIT else "refusal"),
                 )
                 emit(
-                    "limit_learned",
+                    EventKind.LIMIT_LEARNED,
                     {"max_model_len": learned, "learned_from": learned_from, "kv_capacity_tokens": capacity},
                 )
                 refused_before = True

@@ -7,7 +7,15 @@ import json
 import pytest
 
 from launches import contract
-from launches.contract import ContractError, EventKind, LaunchSpec, Outcome, parse_event, wanted_length
+from launches.contract import (
+    HISTORY_ONLY_KINDS,
+    ContractError,
+    EventKind,
+    LaunchSpec,
+    Outcome,
+    parse_event,
+    wanted_length,
+)
 from launches.verdicts import OUTCOME_LABELS
 
 SPEC = LaunchSpec(launch_id=7, spec_id="0b1c", model="Qwen/Qwen3-8B-AWQ", port=8001, gpu_indices=[0, 1])
@@ -111,3 +119,16 @@ def test_the_gpu_worker_registers_every_task_name_the_site_sends_to_it() -> None
 )
 def test_the_wanted_length_is_native_times_the_factor_lowered_to_the_cap(native, factor, cap, wanted) -> None:
     assert wanted_length(native, factor, cap) == wanted
+
+
+@pytest.mark.parametrize("kind", list(EventKind))
+def test_every_event_kind_a_worker_sends_is_applied_or_kept_as_history_only(kind: EventKind) -> None:
+    from launches.models import Launch
+
+    assert hasattr(Launch, f"_on_{kind}") != (kind in HISTORY_ONLY_KINDS)
+
+
+def test_the_history_filter_offers_every_event_kind() -> None:
+    from launches.history import EventKindFilter
+
+    assert set(EventKindFilter.choices_map) == {str(kind) for kind in EventKind}
