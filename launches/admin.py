@@ -23,6 +23,7 @@ from django.utils.html import format_html, format_html_join
 from gpus.fingerprint import FINGERPRINT_FIELDS
 from gpus.models import ModelSpec
 from launches.admin_mixins import ReadOnlyAdmin, ReadOnlyInline
+from launches.contract import MEMORY_OPTION_FIELDS
 from launches.history import EventKindFilter, HistoryPaginator, OutcomeFilter, search_launches
 from launches.models import (
     Launch,
@@ -38,7 +39,6 @@ from launches.permissions import OPERATORS_ONLY, ROLE_GROUPS, can_operate, can_v
 from launches.verdicts import OUTCOME_LABELS, describe_attempt, describe_exit
 
 
-# Fields of the config form that change the preview's hardware limit (they form the fingerprint).
 class HistoryAdmin(ReadOnlyAdmin):
     """The launch history's lists: never count the whole table, whatever its size."""
 
@@ -50,6 +50,7 @@ class HistoryAdmin(ReadOnlyAdmin):
 
 # What decides which learned limit applies: where it runs, and the memory fingerprint's options
 # (the vLLM version comes from the host).
+# Fields of the config form that change the preview's hardware limit (they form the fingerprint).
 PREVIEW_FIELDS = ("model", "host", "gpu_indices", *(f for f in FINGERPRINT_FIELDS if f != "vllm_version"))
 
 
@@ -174,18 +175,7 @@ class LaunchConfigAdmin(OperateActionsMixin, admin.ModelAdmin):
         (None, {"fields": ("name", "model", "host", "gpu_indices", "port", "served_model_name", "keep_up")}),
         (
             "vLLM options",
-            {
-                "fields": (
-                    "gpu_memory_utilization",
-                    "dtype",
-                    "quantization",
-                    "kv_cache_dtype",
-                    "tensor_parallel_size",
-                    "max_num_batched_tokens",
-                    "enforce_eager",
-                    "extra_args",
-                )
-            },
+            {"fields": (*MEMORY_OPTION_FIELDS, "extra_args")},
         ),
         ("Context", {"fields": ("enable_yarn", "yarn_factor", "context_cap"), "classes": ("yarn-block",)}),
         ("Record", {"fields": ("created_by", "created_at", "updated_at")}),

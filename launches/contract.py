@@ -119,6 +119,46 @@ REQUIRED_PAYLOAD: dict[EventKind, dict[str, tuple[type, ...]]] = {
 }
 
 
+@dataclass(frozen=True)
+class MemoryOptions:
+    """The launch options that decide how much GPU memory vLLM takes and so how many tokens its KV
+    cache holds: each is a ``LaunchConfig`` field of the same name and one ``vllm serve`` flag
+    (``MEMORY_OPTION_FLAGS``). The memory fingerprint, the config form's fieldset, ``ServeOptions``,
+    the managed-flag list and the ``python -m launches.vllm`` options all derive from this list.
+    Extra arguments count too, for their memory-relevant part (``gpus.fingerprint``)."""
+
+    gpu_memory_utilization: float = 0.9
+    dtype: str = "auto"
+    quantization: str | None = None
+    kv_cache_dtype: str = "auto"
+    tensor_parallel_size: int = 1
+    max_num_batched_tokens: int | None = None
+    enforce_eager: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MemoryOptions:
+        """Read the options of a launch spec; a missing, None or empty value takes vLLM's default."""
+        defaults = cls()
+        values = {name: data.get(name) for name in MEMORY_OPTION_FIELDS}
+        return cls(
+            gpu_memory_utilization=float(values["gpu_memory_utilization"] or defaults.gpu_memory_utilization),
+            dtype=values["dtype"] or defaults.dtype,
+            quantization=values["quantization"] or None,
+            kv_cache_dtype=values["kv_cache_dtype"] or defaults.kv_cache_dtype,
+            tensor_parallel_size=int(values["tensor_parallel_size"] or defaults.tensor_parallel_size),
+            max_num_batched_tokens=values["max_num_batched_tokens"],
+            enforce_eager=bool(values["enforce_eager"]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+MEMORY_OPTION_FIELDS: tuple[str, ...] = tuple(item.name for item in fields(MemoryOptions))
+# The vLLM flag each memory option sets (vLLM 0.32.0, ``vllm/engine/arg_utils.py``).
+MEMORY_OPTION_FLAGS: dict[str, str] = {name: "--" + name.replace("_", "-") for name in MEMORY_OPTION_FIELDS}
+
+
 def wanted_length(native: int, factor: float = 1.0, cap: int | None = None) -> int:
     """The context a launch asks for, in tokens: ``native`` × YaRN ``factor`` (1.0 without YaRN),
     rounded down to a whole token, then lowered to ``cap`` when one is set (None or 0: no cap)."""

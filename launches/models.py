@@ -19,6 +19,7 @@ from django.utils.dateparse import parse_datetime
 from gpus.fingerprint import memory_fingerprint
 from gpus.models import DetectedLimit, Gpu, GpuProfile
 from launches.contract import (
+    MEMORY_OPTION_FIELDS,
     RUN_LAUNCH_TASK,
     STOP_LAUNCH_TASK,
     ContractError,
@@ -266,13 +267,8 @@ class LaunchConfig(models.Model):
     def memory_options(self) -> dict:
         """The options that take part in the memory fingerprint (the vLLM version is added per host)."""
         return {
-            "gpu_memory_utilization": self.gpu_memory_utilization,
-            "dtype": self.dtype,
+            **{name: getattr(self, name) for name in MEMORY_OPTION_FIELDS},
             "quantization": self.quantization or None,
-            "kv_cache_dtype": self.kv_cache_dtype,
-            "tensor_parallel_size": self.tensor_parallel_size,
-            "max_num_batched_tokens": self.max_num_batched_tokens,
-            "enforce_eager": self.enforce_eager,
             # Only the memory-relevant part counts (gpus.fingerprint).
             "extra_args": self.extra_args_list,
         }

@@ -32,6 +32,7 @@ from launches.contract import (
     ContractError,
     EventKind,
     LaunchSpec,
+    MemoryOptions,
 )
 from launches.gpu.state import ServerRecord, StateFile, StateFileError, WorkerState
 from launches.vllm.argv import ServeOptions
@@ -449,13 +450,7 @@ class HostRuntime:
             served_model_name=spec.get("served_model_name"),
             host=self.config.serve_host,
             port=int(spec["port"]),
-            gpu_memory_utilization=float(options.get("gpu_memory_utilization", 0.9)),
-            dtype=options.get("dtype") or "auto",
-            quantization=options.get("quantization") or None,
-            kv_cache_dtype=options.get("kv_cache_dtype") or "auto",
-            tensor_parallel_size=int(options.get("tensor_parallel_size") or 1),
-            max_num_batched_tokens=options.get("max_num_batched_tokens"),
-            enforce_eager=bool(options.get("enforce_eager")),
+            **MemoryOptions.from_dict(options).to_dict(),
             extra_args=tuple(options.get("extra_args") or ()),
         )
         extra_env = self._child_env(launch_id, record.gpu_indices)

@@ -9,9 +9,12 @@ import pytest
 from launches import contract
 from launches.contract import (
     HISTORY_ONLY_KINDS,
+    MEMORY_OPTION_FIELDS,
+    MEMORY_OPTION_FLAGS,
     ContractError,
     EventKind,
     LaunchSpec,
+    MemoryOptions,
     Outcome,
     parse_event,
     wanted_length,
@@ -132,3 +135,34 @@ def test_the_history_filter_offers_every_event_kind() -> None:
     from launches.history import EventKindFilter
 
     assert set(EventKindFilter.choices_map) == {str(kind) for kind in EventKind}
+
+
+def test_every_memory_option_is_fingerprinted_served_managed_and_offered_on_the_form() -> None:
+    from gpus.fingerprint import FINGERPRINT_FIELDS
+    from launches.admin import LaunchConfigAdmin
+    from launches.models import LaunchConfig
+    from launches.vllm.argv import ServeOptions, build_argv
+    from launches.vllm.flags import MANAGED_FLAGS
+
+    form_fields = [name for _title, options in LaunchConfigAdmin.fieldsets for name in options["fields"]]
+    changed = MemoryOptions(0.8, "float16", "awq", "fp8", 2, 4096, True)
+    argv = build_argv(
+        ["vllm", "serve"],
+        ServeOptions(model="m", **changed.to_dict()),
+        max_model_len=4096,
+        vllm_version="0.32.0",
+    )
+    for name in MEMORY_OPTION_FIELDS:
+        LaunchConfig._meta.get_field(name)
+        assert name in FINGERPRINT_FIELDS and name in form_fields
+        assert MANAGED_FLAGS[MEMORY_OPTION_FLAGS[name]] == name
+        assert MEMORY_OPTION_FLAGS[name] in argv
+
+
+def test_memory_options_read_from_a_spec_take_vllm_defaults_for_what_is_missing() -> None:
+    assert MemoryOptions.from_dict({}) == MemoryOptions()
+    assert MemoryOptions.from_dict({"quantization": "", "dtype": None}) == MemoryOptions()
+    assert (
+        MemoryOptions.from_dict(MemoryOptions(0.5, tensor_parallel_size=2).to_dict()).tensor_parallel_size
+        == 2
+    )
