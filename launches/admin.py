@@ -112,6 +112,20 @@ def stop_launches(request: HttpRequest, launches: Iterable[Launch]) -> int:
     return stopped
 
 
+def stop_selected_launches(
+    request: HttpRequest, model_admin: admin.ModelAdmin, active: list[Launch], none_active: str
+) -> TemplateResponse | None:
+    """A "stop selected" action: ``none_active`` when nothing selected runs, the confirmation page
+    first, then the stop requests once confirmed."""
+    if not active:
+        messages.error(request, none_active)
+        return None
+    if request.POST.get("post") == "yes":
+        stop_launches(request, active)
+        return None
+    return stop_confirmation(request, model_admin, active)
+
+
 class LaunchConfigForm(forms.ModelForm):
     # The form field carries the model's rule itself, so a bad factor gets one clear message (the
     # model's decimal-places check would otherwise add a second, vaguer one).
@@ -335,13 +349,9 @@ class LaunchConfigAdmin(OperateActionsMixin, admin.ModelAdmin):
     @admin.action(description="Stop the servers of selected configs…", permissions=["operate"])
     def stop_selected(self, request, queryset):
         active = list(Launch.objects.active().filter(config__in=queryset).select_related("host"))
-        if not active:
-            messages.error(request, "None of the selected configs is running or starting.")
-            return None
-        if request.POST.get("post") == "yes":
-            stop_launches(request, active)
-            return None
-        return stop_confirmation(request, self, active)
+        return stop_selected_launches(
+            request, self, active, "None of the selected configs is running or starting."
+        )
 
 
 class LaunchAttemptInline(ReadOnlyInline):
@@ -521,13 +531,9 @@ class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
     @admin.action(description="Stop selected launches…", permissions=["operate"])
     def stop_selected(self, request, queryset):
         active = list(queryset.filter(status__in=Launch.Status.active()).select_related("host"))
-        if not active:
-            messages.error(request, "None of the selected launches is running or starting.")
-            return None
-        if request.POST.get("post") == "yes":
-            stop_launches(request, active)
-            return None
-        return stop_confirmation(request, self, active)
+        return stop_selected_launches(
+            request, self, active, "None of the selected launches is running or starting."
+        )
 
     def stop_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         require_operator(request)

@@ -82,13 +82,10 @@ class Supervisor:
         if not self.gpu_hosts:
             return
         sys.path.insert(0, str(ROOT))
-        from launches.gpu.runtime import find_marked_groups
-        from launches.vllm.process import kill_group
+        from launches.gpu.runtime import kill_marked_groups
 
         for host in self.gpu_hosts:
-            for groups in find_marked_groups(host).values():
-                for pgid in groups:
-                    kill_group(pgid, grace=10)
+            kill_marked_groups(host, grace=10)
         self.record_stopped()
 
     def record_stopped(self) -> None:

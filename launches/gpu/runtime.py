@@ -856,6 +856,14 @@ def find_marked_groups(host: str, installation: str = "") -> dict[int, set[int]]
     return found
 
 
+def kill_marked_groups(host: str, grace: float) -> None:
+    """Stop every marked server of ``host`` (any installation): SIGTERM, then SIGKILL after ``grace``
+    seconds. For clean-up after the GPU workers are gone (``scripts/run.py``, benches, tests)."""
+    for groups in find_marked_groups(host).values():
+        for pgid in groups:
+            kill_group(pgid, grace=grace)
+
+
 _runtime: HostRuntime | None = None
 
 
