@@ -159,6 +159,18 @@ MEMORY_OPTION_FIELDS: tuple[str, ...] = tuple(item.name for item in fields(Memor
 MEMORY_OPTION_FLAGS: dict[str, str] = {name: "--" + name.replace("_", "-") for name in MEMORY_OPTION_FIELDS}
 
 
+# Where a learned length comes from (``limit_learned``'s ``learned_from``). A refusal's number and
+# auto-fit's choice are ceilings (the GPU holds no more); "fits" carries the length that was served,
+# a floor (at least that much fits). The GPU worker's policy and the site's limits read this rule.
+CEILING_SOURCES = frozenset({"refusal", "auto_fit"})
+FLOOR_SOURCES = frozenset({"fits"})
+
+
+def is_ceiling(learned_from: str | None) -> bool:
+    """Whether a length learned this way is a ceiling (True) or only a floor (False)."""
+    return learned_from in CEILING_SOURCES
+
+
 def wanted_length(native: int, factor: float = 1.0, cap: int | None = None) -> int:
     """The context a launch asks for, in tokens: ``native`` × YaRN ``factor`` (1.0 without YaRN),
     rounded down to a whole token, then lowered to ``cap`` when one is set (None or 0: no cap)."""
