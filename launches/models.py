@@ -217,8 +217,20 @@ class LaunchConfig(models.Model):
             return ""
         if self.port == settings.SITE_PORT:
             return f"Port {self.port} is the site's own port; leave the port empty or choose another."
+        # The host's list is as of its last heartbeat: a launch that ended since then no longer holds
+        # its port (its server was stopped before the host reported the end).
+        heartbeat = self.host.last_heartbeat
+        ended_since = (
+            set(
+                Launch.objects.filter(host_id=self.host_id, ended_at__gte=heartbeat).values_list(
+                    "pk", flat=True
+                )
+            )
+            if heartbeat
+            else set()
+        )
         for server in self.host.running_servers or []:
-            if server.get("port") == self.port:
+            if server.get("port") == self.port and server.get("launch_id") not in ended_since:
                 return (
                     f"Port {self.port} on {self.host.name} is taken by launch #{server.get('launch_id')}; "
                     "leave the port empty (the host picks a free one) or choose another."
