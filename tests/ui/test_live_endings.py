@@ -33,6 +33,10 @@ def feed(launch: Launch, *events: tuple[str, dict]) -> Launch:
     return launch
 
 
+def accepted(launch: Launch) -> tuple[str, dict]:
+    return "accepted", {"host": launch.host.name}
+
+
 def started(attempt: int, requested) -> tuple[str, dict]:
     argv = ["vllm", "serve", "Qwen/Qwen3-8B-AWQ", "--max-model-len", str(requested)]
     return "attempt_started", {"attempt": attempt, "requested_len": requested, "argv": argv}
@@ -89,7 +93,7 @@ def test_a_stopped_server_ends_stopped_by_whom_with_its_auto_fit_attempt_in_seco
 
     now = time.time()
     launch = make_launch(config, operator)
-    feed(launch, ("accepted", {}), started(1, "auto"), finished(1, "ready", now, parsed_len=40960))
+    feed(launch, accepted(launch), started(1, "auto"), finished(1, "ready", now, parsed_len=40960))
     feed(launch, ready_at(40960))
     ask_to_stop(launch, operator)
     feed(launch, ("stopped", {"reason": "Stopped on request."}))
@@ -106,7 +110,7 @@ def test_a_failed_start_ends_failed_with_the_reason(page, live_server, config, o
     reason = "The model's weights do not fit in this GPU's memory; no context length can help."
     feed(
         launch,
-        ("accepted", {}),
+        accepted(launch),
         started(1, 40960),
         finished(1, "weights_do_not_fit", now, exit_code=1),
         ("failed", {"outcome": "weights_do_not_fit", "reason": reason}),
@@ -128,7 +132,7 @@ def test_a_start_the_operator_stopped_ends_cancelled_not_failed(
 ):
     now = time.time()
     launch = make_launch(config, operator)
-    feed(launch, ("accepted", {}), started(1, 40960))
+    feed(launch, accepted(launch), started(1, 40960))
     ask_to_stop(launch, operator)
     feed(launch, finished(1, "cancelled", now), ("failed", {"outcome": "cancelled", "reason": "stopped"}))
     result = open_live(page, live_server, operator, launch)
@@ -139,7 +143,7 @@ def test_a_start_the_operator_stopped_ends_cancelled_not_failed(
 def test_a_crashed_server_ends_crashed_with_its_last_log_lines(page, live_server, config, operator):  # noqa: F811
     now = time.time()
     launch = make_launch(config, operator)
-    feed(launch, ("accepted", {}), started(1, 40960), finished(1, "ready", now, parsed_len=40960))
+    feed(launch, accepted(launch), started(1, 40960), finished(1, "ready", now, parsed_len=40960))
     feed(launch, ready_at(40960))
     feed(
         launch,
@@ -151,7 +155,7 @@ def test_a_crashed_server_ends_crashed_with_its_last_log_lines(page, live_server
 
 def test_a_launch_whose_worker_went_silent_ends_lost(page, live_server, config, operator):  # noqa: F811
     launch = make_launch(config, operator)
-    feed(launch, ("accepted", {}), started(1, 40960))
+    feed(launch, accepted(launch), started(1, 40960))
     Host.objects.filter(pk=config.host_id).update(last_heartbeat=timezone.now() - dt.timedelta(hours=1))
     assert Launch.objects.mark_lost() == 1
     result = open_live(page, live_server, operator, launch)
@@ -169,7 +173,7 @@ def test_a_yarn_test_that_gains_nothing_says_so_in_words(page, live_server, conf
     )
     feed(
         launch,
-        ("accepted", {}),
+        accepted(launch),
         started(1, 81920),
         finished(1, "context_too_long", now, parsed_len=27168, exit_code=-9),
         started(2, 27168),
