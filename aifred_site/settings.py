@@ -14,6 +14,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from launches.contract import MARK_LOST_LAUNCHES_TASK
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -210,7 +212,7 @@ CELERY_TASK_ALWAYS_EAGER = False
 LOST_CHECK_SECONDS = env_int("AIFRED_LOST_CHECK_SECONDS", 15)
 CELERY_BEAT_SCHEDULE = {
     "mark-lost-launches": {
-        "task": "launches.control.mark_lost_launches",
+        "task": MARK_LOST_LAUNCHES_TASK,
         "schedule": float(LOST_CHECK_SECONDS),
         "options": {"queue": CONTROL_QUEUE, "expires": float(LOST_CHECK_SECONDS)},
     }

@@ -317,11 +317,9 @@ def main() -> int:
         for process in reversed(processes):
             stop(process)
         for host in hosts:
-            from launches.gpu.runtime import find_marked_groups
+            from launches.gpu.runtime import kill_marked_groups
 
-            for groups in find_marked_groups(host).values():
-                for pgid in groups:
-                    kill_group(pgid, grace=1)
+            kill_marked_groups(host, grace=1)
         redis.stop()
         shutil.rmtree(work, ignore_errors=True)
 

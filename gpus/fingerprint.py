@@ -14,18 +14,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from launches.contract import MEMORY_OPTION_FIELDS
 from launches.vllm.flags import memory_relevant_args
 
-FINGERPRINT_FIELDS = (
-    "gpu_memory_utilization",
-    "dtype",
-    "quantization",
-    "kv_cache_dtype",
-    "tensor_parallel_size",
-    "max_num_batched_tokens",
-    "enforce_eager",
-    "vllm_version",
-)
+FINGERPRINT_FIELDS = (*MEMORY_OPTION_FIELDS, "vllm_version")
 
 
 def _normalise(name: str, value: Any) -> Any:

@@ -15,9 +15,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.timesince import timesince
 
 from gpus.fingerprint import memory_fingerprint
-
-# Sent by name, so the web process never imports the control worker's task module.
-READ_MODEL_FACTS_TASK = "launches.control.read_model_facts"
+from launches.contract import READ_MODEL_FACTS_TASK, is_ceiling
 
 
 class HostQuerySet(models.QuerySet["Host"]):
@@ -607,7 +605,7 @@ class DetectedLimit(models.Model):
     @property
     def is_ceiling(self) -> bool:
         """Measured by vLLM itself: no longer length fits. A "fits" row only says this much fitted."""
-        return self.learned_from in {self.LearnedFrom.REFUSAL, self.LearnedFrom.AUTO_FIT}
+        return is_ceiling(self.learned_from)
 
     def start_values(self, wanted: int | None) -> tuple[int | None, int | None]:
         """(known limit, ceiling hint) for a launch that wants ``wanted`` tokens.

@@ -1,28 +1,28 @@
 from __future__ import annotations
 
-import csv
 import shlex
-from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
-from django.utils import timezone
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import path
 from django.utils.html import format_html, format_html_join
 
-from gpus.fingerprint import FINGERPRINT_FIELDS
-from gpus.models import GpuProfile, ModelSpec
 from launches.admin_mixins import ReadOnlyAdmin, ReadOnlyInline
+from launches.admin_views import (
+    PREVIEW_FIELDS,
+    LaunchConfigViews,
+    LaunchViews,
+    live_url,
+    stop_selected_launches,
+)
+from launches.contract import MEMORY_OPTION_FIELDS
 from launches.history import EventKindFilter, HistoryPaginator, OutcomeFilter, search_launches
 from launches.models import (
     Launch,
@@ -34,11 +34,10 @@ from launches.models import (
     RefusedEvent,
     validate_yarn_factor,
 )
-from launches.permissions import OPERATORS_ONLY, ROLE_GROUPS, can_operate, can_view
+from launches.permissions import ROLE_GROUPS, can_operate
 from launches.verdicts import OUTCOME_LABELS, describe_attempt, describe_exit
 
 
-# Fields of the config form that change the preview's hardware limit (they form the fingerprint).
 class HistoryAdmin(ReadOnlyAdmin):
     """The launch history's lists: never count the whole table, whatever its size."""
 
@@ -50,9 +49,6 @@ class HistoryAdmin(ReadOnlyAdmin):
 
 # What decides which learned limit applies: where it runs, and the memory fingerprint's options
 # (the vLLM version comes from the host).
-PREVIEW_FIELDS = ("model", "host", "gpu_indices", *(f for f in FINGERPRINT_FIELDS if f != "vllm_version"))
-
-
 class OperateActionsMixin:
     """Actions that start or stop servers: offered to operators only, refused to anyone else.
 
@@ -70,32 +66,6 @@ class OperateActionsMixin:
         return super().changelist_view(request, extra_context)
 
 
-def require_operator(request: HttpRequest) -> None:
-    if not can_operate(request.user):
-        raise PermissionDenied(OPERATORS_ONLY)
-
-
-def live_url(launch: Launch) -> str:
-    return reverse("launches:live", args=[launch.pk])
-
-
-def stop_confirmation(
-    request: HttpRequest, model_admin: admin.ModelAdmin, launches: list[Launch], form_action: str = ""
-) -> TemplateResponse:
-    """The intermediate page, like the admin's delete confirmation: stopping ends running servers."""
-    context = {
-        **model_admin.admin_site.each_context(request),
-        "title": "Are you sure?",
-        "opts": model_admin.model._meta,
-        "launches": launches,
-        "form_action": form_action,
-        "action_checkbox_name": ACTION_CHECKBOX_NAME,
-        "selected_ids": request.POST.getlist(ACTION_CHECKBOX_NAME),
-        "action_name": request.POST.get("action", ""),
-    }
-    return TemplateResponse(request, "admin/launches/stop_confirmation.html", context)
-
-
 def tokens_display(name: str, description: str):
     """A read-only admin column showing the token count in field ``name`` as "40,960" ("—" when empty)."""
 
@@ -105,21 +75,6 @@ def tokens_display(name: str, description: str):
         return "—" if value is None else f"{value:,}"
 
     return show
-
-
-def stop_launches(request: HttpRequest, launches: Iterable[Launch]) -> int:
-    stopped = 0
-    for launch in launches:
-        try:
-            with transaction.atomic():
-                launch.request_stop(request.user)
-        except LaunchRefused as refusal:
-            messages.error(request, str(refusal))
-        else:
-            stopped += 1
-    if stopped:
-        messages.success(request, f"Asked the host to stop {stopped} launch{'es' if stopped != 1 else ''}.")
-    return stopped
 
 
 class LaunchConfigForm(forms.ModelForm):
@@ -147,14 +102,6 @@ class LaunchConfigForm(forms.ModelForm):
         return cleaned
 
 
-class PreviewForm(forms.ModelForm):
-    """The fields that decide which learned limit applies; read from the form being edited."""
-
-    class Meta:
-        model = LaunchConfig
-        fields = PREVIEW_FIELDS
-
-
 class LaunchConfigChangeInline(ReadOnlyInline):
     model = LaunchConfigChange
     fields = ("changed_at", "user", "field", "old_value", "new_value")
@@ -165,7 +112,7 @@ class LaunchConfigChangeInline(ReadOnlyInline):
 
 
 @admin.register(LaunchConfig)
-class LaunchConfigAdmin(OperateActionsMixin, admin.ModelAdmin):
+class LaunchConfigAdmin(OperateActionsMixin, LaunchConfigViews, admin.ModelAdmin):
     form = LaunchConfigForm
     list_display = (
         "name",
@@ -185,18 +132,7 @@ class LaunchConfigAdmin(OperateActionsMixin, admin.ModelAdmin):
         (None, {"fields": ("name", "model", "host", "gpu_indices", "port", "served_model_name", "keep_up")}),
         (
             "vLLM options",
-            {
-                "fields": (
-                    "gpu_memory_utilization",
-                    "dtype",
-                    "quantization",
-                    "kv_cache_dtype",
-                    "tensor_parallel_size",
-                    "max_num_batched_tokens",
-                    "enforce_eager",
-                    "extra_args",
-                )
-            },
+            {"fields": (*MEMORY_OPTION_FIELDS, "extra_args")},
         ),
         ("Context", {"fields": ("enable_yarn", "yarn_factor", "context_cap"), "classes": ("yarn-block",)}),
         ("Record", {"fields": ("created_by", "created_at", "updated_at")}),
@@ -250,84 +186,6 @@ class LaunchConfigAdmin(OperateActionsMixin, admin.ModelAdmin):
         extra = {**(extra_context or {}), "preview_initial": self.preview_data(None)}
         return super().add_view(request, form_url, extra)
 
-    @staticmethod
-    def preview_data(config: LaunchConfig | None) -> dict:
-        """What the YaRN preview needs that the form does not hold: native context and learned limit."""
-        data: dict = {
-            "native_context": None,
-            "hw_limit": None,
-            "hw_limit_is_ceiling": None,
-            "profile": None,
-            "model": None,
-        }
-        if config is None or not config.model_id:
-            return data
-        data["model"] = str(config.model)
-        data["native_context"] = config.model.native_context
-        data["facts_error"] = (
-            config.model.facts_error if config.model.facts_status == ModelSpec.FactsStatus.ERROR else ""
-        )
-        profile = config.gpu_profile() if config.host_id else None
-        if profile is not None:
-            data["profile"] = str(profile)
-            limit = config.detected_limit(profile)
-            data["hw_limit"] = limit.max_model_len if limit else None
-            # A measured ceiling caps a launch; a length that merely fitted is a floor (see DetectedLimit).
-            data["hw_limit_is_ceiling"] = limit.is_ceiling if limit else None
-        data["enable_yarn"] = config.enable_yarn
-        data["yarn_factor"] = float(config.yarn_factor)
-        data["context_cap"] = config.context_cap
-        return data
-
-    def preview_view(self, request: HttpRequest) -> JsonResponse:
-        if not self.has_view_or_change_permission(request):
-            raise PermissionDenied
-        form = PreviewForm(request.GET)
-        form.is_valid()  # fills form.instance with whatever parsed; an incomplete form still previews
-        config = form.instance
-        model_id = request.GET.get("model", "")
-        if not config.model_id and model_id.isdigit():
-            config.model = ModelSpec.objects.filter(pk=model_id).first()
-        data = self.preview_data(config if config.model_id else None)
-        if config.model_id and not form.is_valid():
-            data["problem"] = "Fix the highlighted fields to see the hardware limit."
-        return JsonResponse(data)
-
-    def _start(self, request: HttpRequest, object_id: str, kind: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseRedirect(reverse("admin:launches_launchconfig_change", args=[object_id]))
-        require_operator(request)
-        config = get_object_or_404(LaunchConfig.objects.select_related("model", "host"), pk=object_id)
-        try:
-            launch = Launch.objects.start(config, request.user, kind)
-        except LaunchRefused as refusal:
-            messages.error(request, str(refusal))
-            return HttpResponseRedirect(reverse("admin:launches_launchconfig_change", args=[config.pk]))
-        messages.success(request, f"{launch.get_kind_display()} #{launch.pk} queued on {config.host}.")
-        return HttpResponseRedirect(live_url(launch))
-
-    def launch_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return self._start(request, object_id, Launch.Kind.LAUNCH)
-
-    def test_yarn_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return self._start(request, object_id, Launch.Kind.TEST_YARN)
-
-    def redetect_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return self._start(request, object_id, Launch.Kind.REDETECT)
-
-    def stop_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        require_operator(request)
-        config = get_object_or_404(LaunchConfig, pk=object_id)
-        change_url = reverse("admin:launches_launchconfig_change", args=[config.pk])
-        active = list(config.launches.active().select_related("host"))
-        if not active:
-            messages.error(request, f"Nothing of {config} is running or starting.")
-            return HttpResponseRedirect(change_url)
-        if request.method == "POST" and request.POST.get("post") == "yes":
-            stop_launches(request, active)
-            return HttpResponseRedirect(live_url(active[0]) if len(active) == 1 else change_url)
-        return stop_confirmation(request, self, active)
-
     # -- list actions --------------------------------------------------------------------------------
 
     def _start_many(self, request: HttpRequest, queryset: QuerySet, kind: str) -> HttpResponse | None:
@@ -359,13 +217,9 @@ class LaunchConfigAdmin(OperateActionsMixin, admin.ModelAdmin):
     @admin.action(description="Stop the servers of selected configs…", permissions=["operate"])
     def stop_selected(self, request, queryset):
         active = list(Launch.objects.active().filter(config__in=queryset).select_related("host"))
-        if not active:
-            messages.error(request, "None of the selected configs is running or starting.")
-            return None
-        if request.POST.get("post") == "yes":
-            stop_launches(request, active)
-            return None
-        return stop_confirmation(request, self, active)
+        return stop_selected_launches(
+            request, self, active, "None of the selected configs is running or starting."
+        )
 
 
 class LaunchAttemptInline(ReadOnlyInline):
@@ -428,34 +282,8 @@ class LaunchAttemptInline(ReadOnlyInline):
         )
 
 
-class CsvEcho:
-    """A file-like object for csv.writer that hands each row back instead of storing it."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-CSV_COLUMNS = (
-    ("id", "id"),
-    ("created_at", "created_at"),
-    ("kind", "kind"),
-    ("status", "status"),
-    ("outcome", "outcome"),
-    ("host", "host__name"),
-    ("gpu_profile", "gpu_profile_display"),
-    ("model", "model__source"),
-    ("requested_by", "requested_by__username"),
-    ("known_limit", "known_limit"),
-    ("wanted_context", "wanted_context"),
-    ("context_length", "context_length"),
-    ("ready_at", "ready_at"),
-    ("ended_at", "ended_at"),
-    ("reason", "reason"),
-)
-
-
 @admin.register(Launch)
-class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
+class LaunchAdmin(OperateActionsMixin, LaunchViews, HistoryAdmin):
     # What happened first (status, outcome, context), then where and who: the list is wide, and what
     # an operator scans for must not be the part that scrolls out of view.
     list_display = (
@@ -554,47 +382,9 @@ class LaunchAdmin(OperateActionsMixin, HistoryAdmin):
     @admin.action(description="Stop selected launches…", permissions=["operate"])
     def stop_selected(self, request, queryset):
         active = list(queryset.filter(status__in=Launch.Status.active()).select_related("host"))
-        if not active:
-            messages.error(request, "None of the selected launches is running or starting.")
-            return None
-        if request.POST.get("post") == "yes":
-            stop_launches(request, active)
-            return None
-        return stop_confirmation(request, self, active)
-
-    def stop_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        require_operator(request)
-        launch = get_object_or_404(Launch.objects.select_related("host"), pk=object_id)
-        change_url = reverse("admin:launches_launch_change", args=[launch.pk])
-        if launch.is_terminal:
-            messages.error(request, f"Launch #{launch.pk} has already ended ({launch.get_status_display()}).")
-            return HttpResponseRedirect(change_url)
-        if request.method == "POST" and request.POST.get("post") == "yes":
-            stop_launches(request, [launch])
-            # The live page follows the stop to its end.
-            return HttpResponseRedirect(live_url(launch))
-        return stop_confirmation(request, self, [launch])
-
-    def export_csv_view(self, request: HttpRequest) -> StreamingHttpResponse:
-        """The change list's current filters and search, as CSV, streamed row by row."""
-        if not can_view(request.user):
-            raise PermissionDenied
-        changelist = self.get_changelist_instance(request)
-        queryset = changelist.get_queryset(request)
-        # A simulated profile is named so here too, as on every page.
-        queryset = queryset.annotate(gpu_profile_display=GpuProfile.display_name_expression("gpu_profile__"))
-        rows = queryset.values_list(*(column for _, column in CSV_COLUMNS)).iterator(chunk_size=2000)
-        writer = csv.writer(CsvEcho())
-
-        def stream() -> Iterator[str]:
-            yield writer.writerow([name for name, _ in CSV_COLUMNS])
-            for row in rows:
-                yield writer.writerow(row)
-
-        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-        response = StreamingHttpResponse(stream(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="launches-{stamp}.csv"'
-        return response
+        return stop_selected_launches(
+            request, self, active, "None of the selected launches is running or starting."
+        )
 
 
 @admin.register(LaunchAttempt)

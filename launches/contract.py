@@ -18,6 +18,80 @@ class ContractError(ValueError):
     """A spec or event that does not match the contract; the message names the bad field."""
 
 
+# Celery task names: the GPU worker's tasks (queue ``gpu.<host>``) and the control worker's (queue
+# ``control``). Both programs register and send by these names only.
+RUN_LAUNCH_TASK = "launches.gpu.run_launch"
+STOP_LAUNCH_TASK = "launches.gpu.stop_launch"
+RECONCILE_TASK = "launches.gpu.reconcile"
+HOST_REPORT_TASK = "launches.control.host_report"
+APPLY_EVENT_TASK = "launches.control.apply_event"
+LAUNCH_UNKNOWN_TASK = "launches.control.launch_unknown"
+MARK_LOST_LAUNCHES_TASK = "launches.control.mark_lost_launches"
+READ_MODEL_FACTS_TASK = "launches.control.read_model_facts"
+
+
+class Outcome(enum.StrEnum):
+    """How one attempt ended, as the launcher's log classifier names it, and how a launch ended when no
+    attempt's verdict says it; ``label`` is the words people see (the live page, the history filter,
+    the admin, the API)."""
+
+    READY = "ready"
+    CONTEXT_TOO_LONG = "context_too_long"
+    AUTO_FIT = "auto_fit"
+    GPU_BUSY = "gpu_busy"
+    WEIGHTS_DO_NOT_FIT = "weights_do_not_fit"
+    LENGTH_ABOVE_MODEL = "length_above_model"
+    PORT_IN_USE = "port_in_use"
+    MAX_NUM_SEQS_TOO_HIGH = "max_num_seqs_too_high"
+    MODEL_NOT_FOUND = "model_not_found"
+    CRASHED = "crashed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    # How a launch ended when no attempt's verdict says it (set by the site or the GPU worker).
+    INTERRUPTED = "interrupted"
+    REFUSED = "refused"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    LOST = "lost"
+    CRASH_LOOP = "crash_loop"
+    WORKER_RESTARTED = "worker_restarted"
+    NEVER_RECEIVED = "never_received"
+    START_TIMEOUT = "start_timeout"
+    STOP_UNCONFIRMED = "stop_unconfirmed"
+    HOST_FORGOT = "host_forgot"
+
+    @property
+    def label(self) -> str:
+        return _OUTCOME_LABELS[self]
+
+
+_OUTCOME_LABELS: dict[Outcome, str] = {
+    Outcome.READY: "Ready",
+    Outcome.CONTEXT_TOO_LONG: "KV cache too small",
+    Outcome.AUTO_FIT: "Auto-fitted",
+    Outcome.GPU_BUSY: "GPU busy",
+    Outcome.WEIGHTS_DO_NOT_FIT: "Weights do not fit",
+    Outcome.LENGTH_ABOVE_MODEL: "Length above the model's maximum",
+    Outcome.PORT_IN_USE: "Port in use",
+    Outcome.MAX_NUM_SEQS_TOO_HIGH: "Too many sequences for the Mamba cache",
+    Outcome.MODEL_NOT_FOUND: "Model not found",
+    Outcome.CRASHED: "Crashed",
+    Outcome.TIMEOUT: "Timed out",
+    Outcome.CANCELLED: "Cancelled",
+    Outcome.INTERRUPTED: "Interrupted",
+    Outcome.REFUSED: "Refused by the host",
+    Outcome.FAILED: "Failed",
+    Outcome.STOPPED: "Stopped",
+    Outcome.LOST: "Lost",
+    Outcome.CRASH_LOOP: "Crashed too often",
+    Outcome.WORKER_RESTARTED: "GPU worker restarted",
+    Outcome.NEVER_RECEIVED: "Never received by the host",
+    Outcome.START_TIMEOUT: "Start timed out",
+    Outcome.STOP_UNCONFIRMED: "Stop unconfirmed",
+    Outcome.HOST_FORGOT: "Forgotten by the host",
+}
+
+
 class EventKind(enum.StrEnum):
     """Every kind of numbered launch event a GPU worker sends."""
 
@@ -38,6 +112,12 @@ class EventKind(enum.StrEnum):
     ADOPTED = "adopted"
     WORKER_RESTARTED = "worker_restarted"
 
+
+# Kinds kept in the launch's event history (the admin's event list, the live page's log) that change
+# nothing on the launch row; every other kind has a handler on the control side (``Launch._on_<kind>``).
+HISTORY_ONLY_KINDS = frozenset(
+    {EventKind.LOG, EventKind.UNHEALTHY, EventKind.HEALTHY, EventKind.ADOPTED, EventKind.WORKER_RESTARTED}
+)
 
 # Keys each kind must carry, with the types they must have (absent keys are allowed elsewhere).
 _INT = (int,)
@@ -61,6 +141,65 @@ REQUIRED_PAYLOAD: dict[EventKind, dict[str, tuple[type, ...]]] = {
     EventKind.ADOPTED: {},
     EventKind.WORKER_RESTARTED: {},
 }
+
+
+@dataclass(frozen=True)
+class MemoryOptions:
+    """The launch options that decide how much GPU memory vLLM takes and so how many tokens its KV
+    cache holds: each is a ``LaunchConfig`` field of the same name and one ``vllm serve`` flag
+    (``MEMORY_OPTION_FLAGS``). The memory fingerprint, the config form's fieldset, ``ServeOptions``,
+    the managed-flag list and the ``python -m launches.vllm`` options all derive from this list.
+    Extra arguments count too, for their memory-relevant part (``gpus.fingerprint``)."""
+
+    gpu_memory_utilization: float = 0.9
+    dtype: str = "auto"
+    quantization: str | None = None
+    kv_cache_dtype: str = "auto"
+    tensor_parallel_size: int = 1
+    max_num_batched_tokens: int | None = None
+    enforce_eager: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MemoryOptions:
+        """Read the options of a launch spec; a missing, None or empty value takes vLLM's default."""
+        defaults = cls()
+        values = {name: data.get(name) for name in MEMORY_OPTION_FIELDS}
+        return cls(
+            gpu_memory_utilization=float(values["gpu_memory_utilization"] or defaults.gpu_memory_utilization),
+            dtype=values["dtype"] or defaults.dtype,
+            quantization=values["quantization"] or None,
+            kv_cache_dtype=values["kv_cache_dtype"] or defaults.kv_cache_dtype,
+            tensor_parallel_size=int(values["tensor_parallel_size"] or defaults.tensor_parallel_size),
+            max_num_batched_tokens=values["max_num_batched_tokens"],
+            enforce_eager=bool(values["enforce_eager"]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+MEMORY_OPTION_FIELDS: tuple[str, ...] = tuple(item.name for item in fields(MemoryOptions))
+# The vLLM flag each memory option sets (vLLM 0.32.0, ``vllm/engine/arg_utils.py``).
+MEMORY_OPTION_FLAGS: dict[str, str] = {name: "--" + name.replace("_", "-") for name in MEMORY_OPTION_FIELDS}
+
+
+# Where a learned length comes from (``limit_learned``'s ``learned_from``). A refusal's number and
+# auto-fit's choice are ceilings (the GPU holds no more); "fits" carries the length that was served,
+# a floor (at least that much fits). The GPU worker's policy and the site's limits read this rule.
+CEILING_SOURCES = frozenset({"refusal", "auto_fit"})
+FLOOR_SOURCES = frozenset({"fits"})
+
+
+def is_ceiling(learned_from: str | None) -> bool:
+    """Whether a length learned this way is a ceiling (True) or only a floor (False)."""
+    return learned_from in CEILING_SOURCES
+
+
+def wanted_length(native: int, factor: float = 1.0, cap: int | None = None) -> int:
+    """The context a launch asks for, in tokens: ``native`` × YaRN ``factor`` (1.0 without YaRN),
+    rounded down to a whole token, then lowered to ``cap`` when one is set (None or 0: no cap)."""
+    wanted = int(native * factor)
+    return min(wanted, int(cap)) if cap else wanted
 
 
 @dataclass(frozen=True)

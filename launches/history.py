@@ -19,6 +19,7 @@ from django.db.models.functions import Upper
 from django.http import HttpRequest
 from django.utils.functional import cached_property
 
+from launches.contract import EventKind
 from launches.verdicts import OUTCOME_LABELS
 
 
@@ -170,7 +171,4 @@ class OutcomeFilter(ChoicesFilter):
 class EventKindFilter(ChoicesFilter):
     title = "kind"
     parameter_name = "kind"
-    choices_map = {
-        kind: kind.replace("_", " ")
-        for kind in ("attempt_started", "log", "attempt_finished", "limit_learned", "ready", "failed")
-    }
+    choices_map = {str(kind): kind.replace("_", " ") for kind in EventKind}

@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 import shlex
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,18 +18,20 @@ from django.utils.dateparse import parse_datetime
 
 from gpus.fingerprint import memory_fingerprint
 from gpus.models import DetectedLimit, Gpu, GpuProfile
-from launches.contract import ContractError, LaunchSpec, parse_event
+from launches.contract import (
+    MEMORY_OPTION_FIELDS,
+    RUN_LAUNCH_TASK,
+    STOP_LAUNCH_TASK,
+    LaunchSpec,
+    wanted_length,
+)
+from launches.events import LaunchEventsMixin
 from launches.vllm.flags import ExtraArgsError, parse_extra_args
 
 log = logging.getLogger(__name__)
 
 YARN_FACTORS = tuple(Decimal(f"{step / 2:.1f}") for step in range(2, 17))  # 1.0, 1.5, ... 8.0
 PORT_MIN, PORT_MAX = 1024, 65535
-
-# Task names shared with the workers; sent by name so the web process never imports worker code.
-RUN_LAUNCH_TASK = "launches.gpu.run_launch"
-STOP_LAUNCH_TASK = "launches.gpu.stop_launch"
-RECONCILE_TASK = "launches.gpu.reconcile"
 
 
 class LaunchRefused(Exception):
@@ -185,12 +187,12 @@ class LaunchConfig(models.Model):
         return parse_extra_args(self.extra_args)
 
     def wanted_context(self) -> int | None:
-        """Native × YaRN factor, lowered to the cap (DESIGN.md, step 1)."""
+        """Native × YaRN factor, lowered to the cap (``contract.wanted_length``); None while the
+        model's native context is unknown."""
         native = self.model.native_context
         if native is None:
             return None
-        wanted = int(native * self.effective_yarn_factor)
-        return min(wanted, self.context_cap) if self.context_cap else wanted
+        return wanted_length(native, float(self.effective_yarn_factor), self.context_cap)
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
@@ -286,13 +288,8 @@ class LaunchConfig(models.Model):
     def memory_options(self) -> dict:
         """The options that take part in the memory fingerprint (the vLLM version is added per host)."""
         return {
-            "gpu_memory_utilization": self.gpu_memory_utilization,
-            "dtype": self.dtype,
+            **{name: getattr(self, name) for name in MEMORY_OPTION_FIELDS},
             "quantization": self.quantization or None,
-            "kv_cache_dtype": self.kv_cache_dtype,
-            "tensor_parallel_size": self.tensor_parallel_size,
-            "max_num_batched_tokens": self.max_num_batched_tokens,
-            "enforce_eager": self.enforce_eager,
             # Only the memory-relevant part counts (gpus.fingerprint).
             "extra_args": self.extra_args_list,
         }
@@ -598,7 +595,7 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
                 )
 
 
-class Launch(models.Model):
+class Launch(LaunchEventsMixin, models.Model):
     """One request to start a server, and everything that happened to it. Never edited by hand."""
 
     class Kind(models.TextChoices):
@@ -796,180 +793,6 @@ class Launch(models.Model):
             lambda: send_to_host(STOP_LAUNCH_TASK, self.host.queue, [self.pk, self.task_id]), robust=True
         )
 
-    # --- events from the GPU worker -----------------------------------------------------------
-
-    def apply_event(self, seq: int, kind: str, data: dict[str, Any], emitted_at: str | None = None) -> bool:
-        """Store a numbered event and apply every stored event that is next in line.
-
-        An event that arrives ahead of a gap waits in LaunchEvent until the gap fills (the worker
-        sends it again when a heartbeat shows the gap). A duplicated event (same launch and seq) is
-        not stored again and changes nothing. An event that does not parse is stored as a
-        ``RefusedEvent`` with its reason and takes no number, so the real event with that number still
-        applies. Returns whether the event was new.
-        """
-        try:
-            parse_event(self.pk, seq, kind, data, emitted_at)
-        except ContractError as exc:
-            RefusedEvent.objects.get_or_create(
-                launch_id=self.pk,
-                seq=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
-                kind=str(kind)[:40],
-                reason=str(exc),
-                defaults={"data": data if isinstance(data, dict) else {"value": repr(data)[:2000]}},
-            )
-            # Events after it may be waiting for its number: apply them if it stays refused.
-            self.apply_pending_events()
-            log.warning("launch %s: event %s refused: %s", self.pk, seq, exc)
-            return False
-        _, created = LaunchEvent.objects.get_or_create(
-            launch_id=self.pk,
-            seq=seq,
-            defaults={"kind": kind, "data": data, "emitted_at": parse_datetime(emitted_at or "") or None},
-        )
-        # Also after a duplicate: a redelivery after a crash between storing and applying finishes here.
-        self.apply_pending_events()
-        return created
-
-    def apply_pending_events(self) -> int:
-        applied = 0
-        while True:
-            with transaction.atomic():
-                last_seq = Launch.objects.filter(pk=self.pk).values_list("last_seq", flat=True).first()
-                if last_seq is None:
-                    return applied
-                event = LaunchEvent.objects.filter(launch_id=self.pk, seq=last_seq + 1).first()
-                if event is None:
-                    if self._pass_refused(last_seq):
-                        continue
-                    return applied
-                # Claim the event with a conditional UPDATE: a concurrent applier matches no row.
-                claimed = Launch.objects.filter(pk=self.pk, last_seq=last_seq).update(
-                    last_seq=event.seq, last_event_at=timezone.now()
-                )
-                if not claimed:
-                    continue
-                self.refresh_from_db()
-                handler = getattr(self, f"_on_{event.kind}", None)
-                if handler is not None:
-                    try:
-                        with transaction.atomic():
-                            handler(event.data or {}, event.emitted_at or timezone.now())
-                    except (KeyError, TypeError, ValueError) as exc:
-                        # A payload that parsed but cannot be applied: kept with its reason, and the
-                        # launch goes on with the next event instead of raising on it for ever.
-                        RefusedEvent.objects.create(
-                            launch_id=self.pk,
-                            seq=event.seq,
-                            kind=event.kind,
-                            data=event.data,
-                            reason=f"Could not be applied: {exc!r}",
-                        )
-                applied += 1
-
-    def _pass_refused(self, last_seq: int) -> bool:
-        """Step over the number of an event refused more than the reconcile grace ago.
-
-        A refused event takes no number at once: the real event with that number may still come (a
-        garbled copy arrived first). When none came within the grace (the worker itself sent it that
-        way, and sent it again when asked), the launch goes on without it.
-        """
-        cutoff = timezone.now() - timedelta(seconds=settings.RECONCILE_GRACE_SECONDS)
-        if not RefusedEvent.objects.filter(
-            launch_id=self.pk, seq=last_seq + 1, received_at__lt=cutoff
-        ).exists():
-            return False
-        Launch.objects.filter(pk=self.pk, last_seq=last_seq).update(
-            last_seq=last_seq + 1, last_event_at=timezone.now()
-        )
-        return True
-
-    def _on_accepted(self, data: dict, when: datetime) -> None:
-        self.transition(self.Status.STARTING, started_at=when)
-
-    def _on_model_facts(self, data: dict, when: datetime) -> None:
-        if "error" not in data and data.get("native_context"):
-            self.model.apply_facts(data)
-
-    def _on_attempt_started(self, data: dict, when: datetime) -> None:
-        self.transition(self.Status.STARTING, started_at=when)
-        requested = data.get("requested_len")
-        LaunchAttempt.objects.update_or_create(
-            launch=self,
-            number=int(data["attempt"]),
-            defaults={
-                "requested_len": requested if isinstance(requested, int) else None,
-                "requested_auto": requested == "auto",
-                "argv": list(data.get("argv") or []),
-                "started_at": when,
-            },
-        )
-
-    def _on_attempt_finished(self, data: dict, when: datetime) -> None:
-        attempt, _ = LaunchAttempt.objects.get_or_create(launch=self, number=int(data["attempt"]))
-        attempt.outcome = data.get("outcome") or ""
-        attempt.parsed_len = data.get("parsed_len")
-        attempt.exit_code = data.get("exit_code")
-        attempt.stopped_by_launcher = data.get("stopped_by_launcher") is True
-        attempt.message = data.get("message") or ""
-        attempt.log_tail = "\n".join(data.get("log_tail") or [])
-        attempt.started_at = _from_epoch(data.get("started_at")) or attempt.started_at
-        attempt.ended_at = _from_epoch(data.get("ended_at")) or when
-        attempt.save()
-        Launch.objects.filter(pk=self.pk).update(outcome=attempt.outcome)
-
-    def _on_limit_learned(self, data: dict, when: datetime) -> None:
-        learned, learned_from = data.get("max_model_len"), data.get("learned_from")
-        if not learned or not learned_from or self.gpu_profile_id is None:
-            return
-        DetectedLimit.objects.learn(
-            self,
-            int(learned),
-            learned_from,
-            data.get("kv_capacity_tokens"),
-            max_num_seqs=data.get("max_num_seqs"),
-        )
-        Launch.objects.filter(pk=self.pk).update(
-            learned_limit=learned, kv_capacity_tokens=data.get("kv_capacity_tokens")
-        )
-
-    def _on_ready(self, data: dict, when: datetime) -> None:
-        served = data.get("max_model_len")
-        fields = {
-            "context_length": served,
-            "server_url": self.public_url(data.get("url") or ""),
-            "pid": data.get("pid"),
-            "kv_capacity_tokens": data.get("kv_capacity_tokens"),
-            "ready_at": when,
-        }
-        if not self.transition(self.Status.READY, **fields):
-            # Stopped during the start: keep what it served with; the stop decides the end state.
-            Launch.objects.filter(pk=self.pk).update(**fields)
-
-    def _on_failed(self, data: dict, when: datetime) -> None:
-        outcome = data.get("outcome") or "failed"
-        if outcome == "failed" and self.outcome:
-            # The launcher gave up after an attempt: its verdict (port in use, ...) is the outcome.
-            outcome = self.outcome
-        reason = data.get("reason") or "The start failed."
-        if outcome == "cancelled":
-            self.transition(
-                self.Status.CANCELLED, reason=f"Cancelled{self._by()} during the start.", outcome=outcome
-            )
-        else:
-            self.transition(self.Status.FAILED, reason=reason, outcome=outcome)
-
-    def _on_cancelled(self, data: dict, when: datetime) -> None:
-        self.transition(self.Status.CANCELLED, reason=data.get("reason") or "Cancelled.")
-
-    def _on_stopped(self, data: dict, when: datetime) -> None:
-        if data.get("test_passed") and data.get("max_model_len"):
-            reason = self.yarn_test_verdict(int(data["max_model_len"]))
-        elif self.stopped_by_id:
-            reason = f"Stopped{self._by()}."
-        else:
-            reason = data.get("reason") or "Stopped."
-        self.transition(self.Status.STOPPED, reason=reason)
-
     def _by(self) -> str:
         return f" by {self.stopped_by.get_username()}" if self.stopped_by_id else ""
 
@@ -986,24 +809,6 @@ class Launch(models.Model):
         if served <= native:
             return f"{said}; the factor gains nothing here (the native context is {native:,})."
         return f"{said}, {served / native:.1f}× the native {native:,}."
-
-    def _on_crashed(self, data: dict, when: datetime) -> None:
-        tail = "\n".join(data.get("log_tail") or [])
-        reason = data.get("reason") or "The server exited."
-        # Not the ready attempt's verdict: the server ended by crashing (or crashing too often).
-        fields = {"next_restart_at": None, "outcome": data.get("outcome") or "crashed"}
-        self.transition(
-            self.Status.CRASHED, reason=f"{reason}\nLast log lines:\n{tail}" if tail else reason, **fields
-        )
-
-    def _on_restarting(self, data: dict, when: datetime) -> None:
-        """A server kept up crashed and is started again after a wait (see the GPU worker)."""
-        Launch.objects.filter(pk=self.pk).update(
-            restarts=int(data["restarts"]),
-            restart_limit=int(data.get("restart_limit") or 0),
-            next_restart_at=when + timedelta(seconds=float(data["next_try_in"])),
-        )
-        self.transition(self.Status.STARTING, started_at=when)
 
     @property
     def saved_limit_summary(self) -> str:
@@ -1069,12 +874,6 @@ class Launch(models.Model):
         if self.ready_at and self.created_at:
             return (self.ready_at - self.created_at).total_seconds()
         return None
-
-
-def _from_epoch(value: Any) -> datetime | None:
-    if isinstance(value, int | float) and value > 0:
-        return datetime.fromtimestamp(value, tz=UTC)
-    return None
 
 
 class GpuLeaseQuerySet(models.QuerySet["GpuLease"]):

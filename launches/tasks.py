@@ -14,14 +14,22 @@ from celery import shared_task
 from django.db import OperationalError
 
 from gpus.models import Host, ModelSpec
-from launches.models import RECONCILE_TASK, Launch, RefusedEvent, send_to_host
+from launches.contract import (
+    APPLY_EVENT_TASK,
+    HOST_REPORT_TASK,
+    LAUNCH_UNKNOWN_TASK,
+    MARK_LOST_LAUNCHES_TASK,
+    READ_MODEL_FACTS_TASK,
+    RECONCILE_TASK,
+)
+from launches.models import Launch, RefusedEvent, send_to_host
 
 log = logging.getLogger(__name__)
 
 RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 1, "retry_backoff_max": 30, "max_retries": 8}
 
 
-@shared_task(name="launches.control.host_report", **RETRY)
+@shared_task(name=HOST_REPORT_TASK, **RETRY)
 def host_report(report: dict[str, Any]) -> None:
     host = Host.objects.apply_report(report)
     # Converge: the worker's view of its launches against the database (see LaunchQuerySet.reconcile).
@@ -32,7 +40,7 @@ def host_report(report: dict[str, Any]) -> None:
     Launch.objects.mark_lost()
 
 
-@shared_task(name="launches.control.apply_event", **RETRY)
+@shared_task(name=APPLY_EVENT_TASK, **RETRY)
 def apply_event(
     launch_id: Any, seq: Any, kind: Any, data: Any, emitted_at: Any = None, spec_id: Any = None
 ) -> None:
@@ -58,7 +66,7 @@ def apply_event(
     launch.apply_event(seq, kind, data, emitted_at)
 
 
-@shared_task(name="launches.control.launch_unknown", **RETRY)
+@shared_task(name=LAUNCH_UNKNOWN_TASK, **RETRY)
 def launch_unknown(launch_id: int, host: str, reason: str, spec_id: Any = None) -> None:
     """A stop reached a host that runs nothing for the launch (of spec ``spec_id``): the stop is done."""
     launch = Launch.objects.filter(pk=launch_id, host__name=host, task_id=spec_id or "-").first()
@@ -66,12 +74,12 @@ def launch_unknown(launch_id: int, host: str, reason: str, spec_id: Any = None) 
         launch.transition(Launch.Status.STOPPED, reason=f"Stopped: {reason}")
 
 
-@shared_task(name="launches.control.mark_lost_launches", **RETRY)
+@shared_task(name=MARK_LOST_LAUNCHES_TASK, **RETRY)
 def mark_lost_launches() -> int:
     return Launch.objects.mark_lost()
 
 
-@shared_task(name="launches.control.read_model_facts", **RETRY)
+@shared_task(name=READ_MODEL_FACTS_TASK, **RETRY)
 def read_model_facts(model_spec_id: int) -> bool:
     spec = ModelSpec.objects.filter(pk=model_spec_id).first()
     if spec is None:

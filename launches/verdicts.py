@@ -1,38 +1,15 @@
 """Plain words for what happened to an attempt, as the live page and the history show it.
 
 Plain Python, no Django: it takes the numbers of an ``attempt_finished`` event. The outcome names are
-those of the launcher's log classifier (``launches.vllm.logs.Outcome``); an unknown one is shown as
+those of ``launches.contract.Outcome``; an unknown one is shown as
 given rather than hidden, so a new outcome from a newer worker is still readable.
 """
 
 from __future__ import annotations
 
-OUTCOME_LABELS: dict[str, str] = {
-    "ready": "Ready",
-    "context_too_long": "KV cache too small",
-    "auto_fit": "Auto-fitted",
-    "gpu_busy": "GPU busy",
-    "weights_do_not_fit": "Weights do not fit",
-    "length_above_model": "Length above the model's maximum",
-    "port_in_use": "Port in use",
-    "max_num_seqs_too_high": "Too many sequences for the Mamba cache",
-    "model_not_found": "Model not found",
-    "crashed": "Crashed",
-    "timeout": "Timed out",
-    "cancelled": "Cancelled",
-    # How a launch ended when no attempt's verdict says it (set by the site or the GPU worker).
-    "interrupted": "Interrupted",
-    "refused": "Refused by the host",
-    "failed": "Failed",
-    "stopped": "Stopped",
-    "lost": "Lost",
-    "crash_loop": "Crashed too often",
-    "worker_restarted": "GPU worker restarted",
-    "never_received": "Never received by the host",
-    "start_timeout": "Start timed out",
-    "stop_unconfirmed": "Stop unconfirmed",
-    "host_forgot": "Forgotten by the host",
-}
+from launches.contract import Outcome
+
+OUTCOME_LABELS: dict[str, str] = {str(outcome): outcome.label for outcome in Outcome}
 
 
 def tokens(value: int | None) -> str:
@@ -115,10 +92,3 @@ def describe_exit(exit_code: int | None, stopped_by_launcher: bool = False) -> s
             name = f"signal {-exit_code}"
         return f"killed by the launcher ({name})"
     return f"exit code {exit_code}"
-
-
-def format_k(value: int | None) -> str:
-    """40,960 -> '40K', as the context preview prints lengths (K = 1,024 tokens, as vLLM counts)."""
-    if value is None:
-        return "?"
-    return f"{value / 1024:.0f}K" if value % 1024 == 0 or value >= 10 * 1024 else f"{value / 1024:.1f}K"

@@ -46,7 +46,6 @@ class Supervisor:
         self.commands: dict[str, tuple[list[str], dict[str, str] | None]] = {}
         self.restarts: dict[str, list[float]] = {}
         self.gpu_hosts: list[str] = []
-        self.gpu_hosts: list[str] = []
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         say(f"starting {name}")
@@ -83,13 +82,10 @@ class Supervisor:
         if not self.gpu_hosts:
             return
         sys.path.insert(0, str(ROOT))
-        from launches.gpu.runtime import find_marked_groups
-        from launches.vllm.process import kill_group
+        from launches.gpu.runtime import kill_marked_groups
 
         for host in self.gpu_hosts:
-            for groups in find_marked_groups(host).values():
-                for pgid in groups:
-                    kill_group(pgid, grace=10)
+            kill_marked_groups(host, grace=10)
         self.record_stopped()
 
     def record_stopped(self) -> None:
@@ -212,7 +208,6 @@ def main() -> int:
         host = socket.gethostname().split(".")[0].lower()
         supervisor.start(f"GPU worker for {host}", [PYTHON, "manage.py", "gpu_worker", "--host", host], env)
         supervisor.gpu_hosts.append(host)
-        supervisor.gpu_hosts.append(host)
         if args.demo:
             django_setup()
             from launches.management.commands.seed_demo import DEMO_HOSTS, gpu_worker_env
@@ -223,7 +218,6 @@ def main() -> int:
                     [PYTHON, "manage.py", "gpu_worker", "--host", name],
                     {**env, **gpu_worker_env(name, cards, version)},
                 )
-                supervisor.gpu_hosts.append(name)
                 supervisor.gpu_hosts.append(name)
         say(f"site at http://{args.bind}/admin/ — Ctrl-C stops everything")
         reason = "" if args.demo else no_gpu_reason()

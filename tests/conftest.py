@@ -19,6 +19,10 @@ from gpus.models import Gpu, GpuProfile, Host, ModelSpec
 from launches.models import LaunchConfig
 from launches.permissions import OPERATORS, VIEWERS
 
+# The suite never reaches the Hugging Face Hub: a test must pass or fail the same with or without a
+# network. Set before anything imports huggingface_hub (it reads this once); worker processes inherit it.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 _counter = itertools.count(1)
 _private_redis: subprocess.Popen | None = None
 

@@ -6,13 +6,6 @@ import os
 
 from celery import Celery
 
-RUN_LAUNCH_TASK = "launches.gpu.run_launch"
-STOP_LAUNCH_TASK = "launches.gpu.stop_launch"
-RECONCILE_TASK = "launches.gpu.reconcile"
-HOST_REPORT_TASK = "launches.control.host_report"
-APPLY_EVENT_TASK = "launches.control.apply_event"
-LAUNCH_UNKNOWN_TASK = "launches.control.launch_unknown"
-
 # fixups=[]: Celery would otherwise set up Django when DJANGO_SETTINGS_MODULE happens to be set.
 app = Celery("aifred_gpu", fixups=[], include=["launches.gpu.tasks"])
 app.conf.update(

@@ -25,8 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from gpus.nvml import Inventory, SimulatedGpus, read_inventory_or_empty
-from launches.contract import ContractError, LaunchSpec
-from launches.gpu.app import APPLY_EVENT_TASK, HOST_REPORT_TASK, LAUNCH_UNKNOWN_TASK
+from launches.contract import (
+    APPLY_EVENT_TASK,
+    HOST_REPORT_TASK,
+    LAUNCH_UNKNOWN_TASK,
+    ContractError,
+    EventKind,
+    LaunchSpec,
+    MemoryOptions,
+)
 from launches.gpu.state import ServerRecord, StateFile, StateFileError, WorkerState
 from launches.vllm.argv import ServeOptions
 from launches.vllm.flags import has_flag
@@ -301,7 +308,9 @@ class HostRuntime:
             log.error("launch spec refused: %s", exc)
             launch_id = spec.get("launch_id") if isinstance(spec, dict) else None
             if isinstance(launch_id, int) and not isinstance(launch_id, bool) and launch_id > 0:
-                self.emit(launch_id, "failed", {"outcome": "refused", "reason": f"Bad launch spec: {exc}"})
+                self.emit(
+                    launch_id, EventKind.FAILED, {"outcome": "refused", "reason": f"Bad launch spec: {exc}"}
+                )
             return "refused"
         launch_id = parsed.launch_id
         indices = list(parsed.gpu_indices)
@@ -325,17 +334,17 @@ class HostRuntime:
             self._save()
             if self.cancelled_early.get(launch_id, "-") == parsed.spec_id:
                 del self.cancelled_early[launch_id]
-                self.emit(launch_id, "cancelled", {"reason": "Stopped before the start began."})
+                self.emit(launch_id, EventKind.CANCELLED, {"reason": "Stopped before the start began."})
                 return "cancelled"
             refusal = self._refusal(spec, indices)
             if refusal:
-                self.emit(launch_id, "failed", {"outcome": "refused", "reason": refusal})
+                self.emit(launch_id, EventKind.FAILED, {"outcome": "refused", "reason": refusal})
                 return "refused"
             port = self._port_for(spec)
             if port is None:
                 low, high = self.config.port_range
                 reason = f"No free port between {low} and {high} on {self.config.host} (AIFRED_PORT_RANGE)."
-                self.emit(launch_id, "failed", {"outcome": "refused", "reason": reason})
+                self.emit(launch_id, EventKind.FAILED, {"outcome": "refused", "reason": reason})
                 return "refused"
             spec = {**spec, "port": port}
             options = self._used_mib(spec, indices)
@@ -351,12 +360,16 @@ class HostRuntime:
             )
             self.records[launch_id] = record
             cancel = self.cancels[launch_id] = threading.Event()
-        self.emit(launch_id, "accepted", {"host": self.config.host, "worker_pid": os.getpid(), "port": port})
+        self.emit(
+            launch_id, EventKind.ACCEPTED, {"host": self.config.host, "worker_pid": os.getpid(), "port": port}
+        )
         try:
             return self._start(spec, record, cancel)
         except Exception as exc:
             log.exception("launch %s failed unexpectedly", launch_id)
-            self.emit(launch_id, "failed", {"outcome": "failed", "reason": f"The GPU worker failed: {exc}"})
+            self.emit(
+                launch_id, EventKind.FAILED, {"outcome": "failed", "reason": f"The GPU worker failed: {exc}"}
+            )
             self._forget(launch_id)
             return "failed"
 
@@ -435,9 +448,9 @@ class HostRuntime:
         try:
             facts = read_model_facts(spec["model"], spec.get("revision"), token=self.config.hf_token)
         except ModelConfigError as exc:
-            self.emit(launch_id, "model_facts", {"error": str(exc)})
+            self.emit(launch_id, EventKind.MODEL_FACTS, {"error": str(exc)})
         else:
-            self.emit(launch_id, "model_facts", facts.to_dict())
+            self.emit(launch_id, EventKind.MODEL_FACTS, facts.to_dict())
             extra = (spec.get("options") or {}).get("extra_args") or ()
             native, default = facts.lengths_for_version(
                 self.vllm_version or None, disable_sliding_window=has_flag(extra, "--disable-sliding-window")
@@ -450,13 +463,7 @@ class HostRuntime:
             served_model_name=spec.get("served_model_name"),
             host=self.config.serve_host,
             port=int(spec["port"]),
-            gpu_memory_utilization=float(options.get("gpu_memory_utilization", 0.9)),
-            dtype=options.get("dtype") or "auto",
-            quantization=options.get("quantization") or None,
-            kv_cache_dtype=options.get("kv_cache_dtype") or "auto",
-            tensor_parallel_size=int(options.get("tensor_parallel_size") or 1),
-            max_num_batched_tokens=options.get("max_num_batched_tokens"),
-            enforce_eager=bool(options.get("enforce_eager")),
+            **MemoryOptions.from_dict(options).to_dict(),
             extra_args=tuple(options.get("extra_args") or ()),
         )
         extra_env = self._child_env(launch_id, record.gpu_indices)
@@ -494,7 +501,7 @@ class HostRuntime:
         if request.detect_only:
             self.emit(
                 launch_id,
-                "stopped",
+                EventKind.STOPPED,
                 {
                     "reason": f"YaRN test: the server came up with a context of {result.max_model_len:,} "
                     "tokens and was stopped after the test.",
@@ -545,7 +552,7 @@ class HostRuntime:
         if len(recent) >= limit:
             self.emit(
                 record.launch_id,
-                "crashed",
+                EventKind.CRASHED,
                 {
                     "reason": f"Crash loop: the server exited{code} after {len(recent)} restarts within "
                     f"{window // 60} min; it is not restarted again.",
@@ -566,7 +573,7 @@ class HostRuntime:
             self._save()
         self.emit(
             record.launch_id,
-            "restarting",
+            EventKind.RESTARTING,
             {
                 "reason": f"The server exited{code}; restart {len(recent) + 1} of {limit} in {wait:g} s.",
                 "restarts": len(recent) + 1,
@@ -594,7 +601,9 @@ class HostRuntime:
         except Exception as exc:
             log.exception("restart of launch %s failed unexpectedly", record.launch_id)
             self.emit(
-                record.launch_id, "failed", {"outcome": "failed", "reason": f"The restart failed: {exc}"}
+                record.launch_id,
+                EventKind.FAILED,
+                {"outcome": "failed", "reason": f"The restart failed: {exc}"},
             )
             self._forget(record.launch_id)
 
@@ -664,7 +673,7 @@ class HostRuntime:
             process.stop(grace=10.0)
         elif record.pgid:
             kill_group(record.pgid, grace=10.0)
-        self.emit(launch_id, "stopped", {"reason": "Stopped on request."})
+        self.emit(launch_id, EventKind.STOPPED, {"reason": "Stopped on request."})
         self._forget(launch_id)
         return "stopped"
 
@@ -698,7 +707,7 @@ class HostRuntime:
                     continue
                 self.emit(
                     record.launch_id,
-                    "crashed",
+                    EventKind.CRASHED,
                     {
                         "reason": "The vLLM server exited"
                         + (f" with code {exit_code}" if exit_code is not None else "")
@@ -713,9 +722,9 @@ class HostRuntime:
                 failures = self.health_failures.get(record.launch_id, 0) + 1
                 self.health_failures[record.launch_id] = failures
                 if failures == HEALTH_FAILURES_REPORTED:
-                    self.emit(record.launch_id, "unhealthy", {"reason": "/health does not answer."})
+                    self.emit(record.launch_id, EventKind.UNHEALTHY, {"reason": "/health does not answer."})
             elif self.health_failures.pop(record.launch_id, 0) >= HEALTH_FAILURES_REPORTED:
-                self.emit(record.launch_id, "healthy", {})
+                self.emit(record.launch_id, EventKind.HEALTHY, {})
 
     def _log_tail(self, record: ServerRecord, process: VllmProcess | None) -> list[str]:
         if process is not None:
@@ -762,7 +771,7 @@ class HostRuntime:
             self.seqs[launch_id] = max(record.next_seq, self.seqs.get(launch_id, 1))
             if record.next_seq > 1:
                 self.records[launch_id] = record
-                self.emit(launch_id, "worker_restarted", {"host": self.config.host})
+                self.emit(launch_id, EventKind.WORKER_RESTARTED, {"host": self.config.host})
             alive = bool(record.pgid and group_alive(record.pgid))
             if record.status == "ready" and alive:
                 self.records[launch_id] = record
@@ -770,7 +779,9 @@ class HostRuntime:
                     self.followers[launch_id] = LogFollower.adopt(
                         record.pgid, record.log_path, max_lines=CRASH_TAIL_LINES * 5
                     )
-                self.emit(launch_id, "adopted", {"pid": record.pid, "pgid": record.pgid, "url": record.url})
+                self.emit(
+                    launch_id, EventKind.ADOPTED, {"pid": record.pid, "pgid": record.pgid, "url": record.url}
+                )
                 continue
             self.records.pop(launch_id, None)
             groups = set(marked.pop(launch_id, set()))
@@ -779,12 +790,12 @@ class HostRuntime:
             for pgid in groups:
                 kill_group(pgid, grace=5.0)
             if record.status == "ready":
-                kind, reason = "crashed", "The server exited while no GPU worker watched it."
+                kind, reason = EventKind.CRASHED, "The server exited while no GPU worker watched it."
             elif record.status == "stopping":
-                kind, reason = "stopped", "Stopped (the GPU worker restarted during the stop)."
+                kind, reason = EventKind.STOPPED, "Stopped (the GPU worker restarted during the stop)."
             else:
                 kind, reason = (
-                    "failed",
+                    EventKind.FAILED,
                     "The GPU worker restarted during the start; the half-started server was stopped.",
                 )
             self.records[launch_id] = record  # so that the event's number is saved
@@ -866,6 +877,14 @@ def find_marked_groups(host: str, installation: str = "") -> dict[int, set[int]]
                 with contextlib.suppress(ValueError):
                     found.setdefault(int(item.rsplit(b":", 1)[1]), set()).add(pgid)
     return found
+
+
+def kill_marked_groups(host: str, grace: float) -> None:
+    """Stop every marked server of ``host`` (any installation): SIGTERM, then SIGKILL after ``grace``
+    seconds. For clean-up after the GPU workers are gone (``scripts/run.py``, benches, tests)."""
+    for groups in find_marked_groups(host).values():
+        for pgid in groups:
+            kill_group(pgid, grace=grace)
 
 
 _runtime: HostRuntime | None = None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from launches.gpu.app import RECONCILE_TASK, RUN_LAUNCH_TASK, STOP_LAUNCH_TASK, app
+from launches.contract import RECONCILE_TASK, RUN_LAUNCH_TASK, STOP_LAUNCH_TASK
+from launches.gpu.app import app
 from launches.gpu.runtime import current_runtime
 
 

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from typing import Any
 
+from launches.contract import MEMORY_OPTION_FIELDS
 from launches.vllm.argv import ServeOptions
 from launches.vllm.flags import ExtraArgsError, parse_extra_args
 from launches.vllm.modelinfo import NEWEST_RULES, ModelConfigError, read_model_facts
@@ -118,13 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         revision=args.revision,
         host=args.host,
         port=args.port,
-        gpu_memory_utilization=args.gpu_memory_utilization,
-        dtype=args.dtype,
-        quantization=args.quantization,
-        kv_cache_dtype=args.kv_cache_dtype,
-        tensor_parallel_size=args.tensor_parallel_size,
-        max_num_batched_tokens=args.max_num_batched_tokens,
-        enforce_eager=args.enforce_eager,
+        **{name: getattr(args, name) for name in MEMORY_OPTION_FIELDS},
         served_model_name=args.served_model_name,
         extra_args=tuple(extra),
     )

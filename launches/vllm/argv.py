@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from launches.contract import MemoryOptions
 from launches.vllm.flags import ExtraArgsError, parse_extra_args
 from launches.vllm.versions import (
     VllmVersionError,
@@ -25,20 +26,15 @@ class ArgvError(ValueError):
     """Launch options that cannot be turned into a vLLM command line."""
 
 
-@dataclass(frozen=True)
-class ServeOptions:
+@dataclass(frozen=True, kw_only=True)
+class ServeOptions(MemoryOptions):
+    """One ``vllm serve`` start's options: the memory options (``contract.MemoryOptions``) and the rest."""
+
     model: str
     revision: str | None = None
     served_model_name: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
-    gpu_memory_utilization: float = 0.9
-    dtype: str = "auto"
-    quantization: str | None = None
-    kv_cache_dtype: str = "auto"
-    tensor_parallel_size: int = 1
-    max_num_batched_tokens: int | None = None
-    enforce_eager: bool = False
     extra_args: tuple[str, ...] = field(default_factory=tuple)
     # Learned for hybrid models from vLLM's Mamba-cache refusal; after the extra args, so it wins.
     max_num_seqs: int | None = None
@@ -53,9 +49,6 @@ class ServeOptions:
         values = dict(data)
         values["extra_args"] = tuple(values.get("extra_args") or ())
         return cls(**values)
-
-    def with_port(self, port: int) -> ServeOptions:
-        return replace(self, port=port)
 
 
 @dataclass(frozen=True)

@@ -21,21 +21,17 @@ from __future__ import annotations
 
 import shlex
 
+from launches.contract import MEMORY_OPTION_FLAGS
+
 # flag -> the launch-config field that controls it (for the error message)
 MANAGED_FLAGS: dict[str, str] = {
     "--max-model-len": "the context cap (the launcher chooses the length)",
     "--port": "port",
     "--host": "the host's bind address",
     "--model": "model",
-    "--gpu-memory-utilization": "gpu_memory_utilization",
-    "--dtype": "dtype",
-    "--quantization": "quantization",
+    **{flag: name for name, flag in MEMORY_OPTION_FLAGS.items()},
     "-q": "quantization",
-    "--kv-cache-dtype": "kv_cache_dtype",
-    "--tensor-parallel-size": "tensor_parallel_size",
     "-tp": "tensor_parallel_size",
-    "--max-num-batched-tokens": "max_num_batched_tokens",
-    "--enforce-eager": "enforce_eager",
     "--rope-scaling": "the YaRN settings",
     "--hf-overrides": "the YaRN settings",
     "--served-model-name": "served model name",

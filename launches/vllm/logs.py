@@ -35,28 +35,14 @@ import sys
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import Any
+
+from launches.contract import Outcome
 
 BLOCK_SIZE = 16
 TAIL_LINES = 40
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-class Outcome(StrEnum):
-    READY = "ready"
-    CONTEXT_TOO_LONG = "context_too_long"
-    AUTO_FIT = "auto_fit"
-    GPU_BUSY = "gpu_busy"
-    WEIGHTS_DO_NOT_FIT = "weights_do_not_fit"
-    LENGTH_ABOVE_MODEL = "length_above_model"
-    PORT_IN_USE = "port_in_use"
-    MAX_NUM_SEQS_TOO_HIGH = "max_num_seqs_too_high"
-    MODEL_NOT_FOUND = "model_not_found"
-    CRASHED = "crashed"
-    TIMEOUT = "timeout"
-    CANCELLED = "cancelled"
 
 
 @dataclass

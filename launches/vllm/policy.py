@@ -41,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from launches.contract import EventKind, wanted_length
 from launches.vllm.argv import ArgvError, ServeOptions, YarnSetting, build_argv, build_env
 from launches.vllm.flags import has_flag
 from launches.vllm.logs import LogWatcher, Outcome, Verdict, round_down
@@ -181,7 +182,7 @@ class _Attempt:
 
     def flush(self) -> None:
         if self._batch:
-            self.emit("log", {"attempt": self.number, "lines": self._batch})
+            self.emit(EventKind.LOG, {"attempt": self.number, "lines": self._batch})
             self._batch = []
         self._last_flush = time.monotonic()
 
@@ -228,6 +229,137 @@ class _Attempt:
                 return self.watcher.verdict(self.process.returncode), None
 
 
+def first_length(
+    wanted: int,
+    *,
+    version: str,
+    default: int,
+    with_yarn: bool,
+    known_limit: int | None = None,
+    ceiling_hint: int | None = None,
+) -> int | str:
+    """The ``--max-model-len`` of the first start, in tokens, or "auto" for vLLM's auto-fit.
+
+    A known limit wins; auto-fit (vLLM 0.14+, ``versions.supports_auto_max_model_len``) only where it
+    can reach ``wanted`` (no YaRN, ``wanted`` at most vLLM's default length); then a ceiling hint
+    rounded down to the block size; else ``wanted`` itself.
+    """
+    if known_limit:
+        return min(wanted, int(known_limit))
+    if supports_auto_max_model_len(version) and not with_yarn and wanted <= default:
+        # Auto-fit starts at vLLM's default length: only there can it reach the wanted one.
+        return "auto"
+    if ceiling_hint:
+        return min(wanted, round_down(int(ceiling_hint)))
+    return wanted
+
+
+@dataclass(frozen=True)
+class Known:
+    """What is known after one attempt: the launcher's decision reads nothing else.
+
+    ``stopped_by`` is ``Outcome.TIMEOUT`` or ``Outcome.CANCELLED`` when the launcher ended the attempt
+    itself (None when vLLM's output decided); ``served`` is the length a ready server serves.
+    """
+
+    verdict: Verdict
+    requested: int | str
+    wanted: int
+    number: int
+    max_attempts: int
+    message: str = ""
+    stopped_by: Outcome | None = None
+    served: int | None = None
+    refused_before: bool = False
+    with_yarn: bool = False
+    max_num_seqs: int | None = None
+    learned: int | None = None
+    learned_from: str | None = None
+
+    @property
+    def last(self) -> bool:
+        return self.number >= self.max_attempts
+
+
+@dataclass(frozen=True)
+class Step:
+    """The launcher's next step: ``start`` again at ``length`` (after stopping a server that is ready
+    but above the cap, when ``stop_ready``), ``ready`` serving ``length``, or ``fail`` with ``reason``.
+
+    ``learned``/``learned_from`` is what the launch has learned so far (``contract.is_ceiling``);
+    ``announce`` asks for a ``limit_learned`` event now (a refusal's number, before the next start);
+    ``max_num_seqs`` is the sequence count of the next start.
+    """
+
+    action: str
+    length: int | str | None = None
+    outcome: str = "failed"
+    reason: str = ""
+    learned: int | None = None
+    learned_from: str | None = None
+    announce: bool = False
+    refused: bool = False
+    stop_ready: bool = False
+    max_num_seqs: int | None = None
+
+
+def next_step(known: Known) -> Step:
+    """Decide what follows one attempt (pure: no processes, no clock, no events). See the module
+    docstring for the rules; each branch has a row in ``tests/vllm/test_policy_steps.py``."""
+    verdict, requested = known.verdict, known.requested
+    kept = {"learned": known.learned, "learned_from": known.learned_from, "max_num_seqs": known.max_num_seqs}
+    if known.stopped_by is not None:
+        return Step("fail", outcome=str(known.stopped_by), reason=known.message, **kept)
+    if verdict.outcome == Outcome.READY:
+        if verdict.auto_fit_len:
+            learned, learned_from = verdict.auto_fit_len, "auto_fit"
+        elif known.refused_before and isinstance(requested, int):
+            learned, learned_from = requested, "refusal"
+        else:
+            # It fits: the served length is a floor, not a ceiling (see the module docstring).
+            learned, learned_from = None, "fits"
+        found = {"learned": learned, "learned_from": learned_from, "max_num_seqs": known.max_num_seqs}
+        if known.served is not None and known.served > known.wanted and not known.last:
+            # Auto-fit chose more than the operator's cap: start again at the cap.
+            return Step("start", length=known.wanted, stop_ready=True, **found)
+        return Step("ready", length=known.served, outcome="ready", reason=known.message, **found)
+    next_len: int | str | None = None
+    learned_now: dict[str, Any] = {}
+    max_num_seqs = known.max_num_seqs
+    if verdict.outcome in (Outcome.CONTEXT_TOO_LONG, Outcome.AUTO_FIT) and verdict.max_model_len:
+        fits = round_down(verdict.max_model_len)
+        current = requested if isinstance(requested, int) else known.wanted
+        if 0 < fits < current:
+            next_len = fits
+            source = "auto_fit" if verdict.outcome == Outcome.AUTO_FIT else "refusal"
+            learned_now = {"learned": fits, "learned_from": source, "announce": True, "refused": True}
+    elif (
+        verdict.outcome == Outcome.LENGTH_ABOVE_MODEL
+        and not known.with_yarn
+        and verdict.derived_max_model_len
+        and isinstance(requested, int)
+        and verdict.derived_max_model_len < requested
+    ):
+        next_len = verdict.derived_max_model_len
+    elif (
+        verdict.outcome == Outcome.MAX_NUM_SEQS_TOO_HIGH
+        and verdict.max_num_seqs
+        and verdict.max_num_seqs != known.max_num_seqs
+    ):
+        # Not a context limit: the same length again, with the sequences vLLM says fit.
+        max_num_seqs = verdict.max_num_seqs
+        next_len = requested
+    found = {**kept, "max_num_seqs": max_num_seqs, **learned_now}
+    if next_len is None or known.last:
+        reason = known.message
+        if verdict.outcome == Outcome.CONTEXT_TOO_LONG and next_len is None:
+            reason = f"{known.message}; no smaller length to try"
+        elif known.last and next_len is not None:
+            reason = f"{known.message}; gave up after {known.number} attempts"
+        return Step("fail", outcome="failed", reason=reason, **found)
+    return Step("start", length=next_len, **found)
+
+
 def run_launch(
     request: LaunchRequest,
     *,
@@ -240,7 +372,7 @@ def run_launch(
             on_event(kind, data)
 
     def fail(outcome: str, reason: str, **extra: Any) -> LaunchResult:
-        emit("failed", {"outcome": outcome, "reason": reason})
+        emit(EventKind.FAILED, {"outcome": outcome, "reason": reason})
         return LaunchResult(outcome=outcome, reason=reason, **extra)
 
     options = request.options
@@ -265,25 +397,21 @@ def run_launch(
         theta = theta if theta is not None else facts.rope_theta
     default = default or native
     factor = request.yarn_factor or 1.0
-    wanted = int(native * factor)
-    if request.context_cap:
-        wanted = min(wanted, int(request.context_cap))
+    wanted = wanted_length(native, factor, request.context_cap)
     yarn = YarnSetting(factor, native, theta) if factor != 1.0 else None
     common: dict[str, Any] = {"vllm_version": version, "native_context": native, "wanted_len": wanted}
     max_num_seqs = request.max_num_seqs
     if max_num_seqs:
         options = replace(options, max_num_seqs=int(max_num_seqs))
 
-    requested: int | str
-    if request.known_limit:
-        requested = min(wanted, int(request.known_limit))
-    elif supports_auto_max_model_len(version) and yarn is None and wanted <= default:
-        # Auto-fit starts at vLLM's default length: only there can it reach the wanted one.
-        requested = "auto"
-    elif request.ceiling_hint:
-        requested = min(wanted, round_down(int(request.ceiling_hint)))
-    else:
-        requested = wanted
+    requested = first_length(
+        wanted,
+        version=version,
+        default=default,
+        with_yarn=yarn is not None,
+        known_limit=request.known_limit,
+        ceiling_hint=request.ceiling_hint,
+    )
     url = f"http://{options.host}:{options.port}"
     env = build_env(request.gpu_uuids or None, env_base)
     attempts: list[AttemptResult] = []
@@ -306,7 +434,7 @@ def run_launch(
             log_path = os.path.join(
                 request.log_dir, f"launch-{request.launch_id or int(started)}-attempt-{number}.log"
             )
-        emit("attempt_started", {"attempt": number, "requested_len": requested, "argv": argv})
+        emit(EventKind.ATTEMPT_STARTED, {"attempt": number, "requested_len": requested, "argv": argv})
         if port_in_use(options.host, options.port):
             # Something else answers there: whatever it says, it is not the server we would start.
             now = time.time()
@@ -326,7 +454,7 @@ def run_launch(
                 )
             )
             emit(
-                "attempt_finished",
+                EventKind.ATTEMPT_FINISHED,
                 {
                     "attempt": number,
                     "outcome": str(Outcome.PORT_IN_USE),
@@ -388,7 +516,7 @@ def run_launch(
         )
         attempts.append(result)
         emit(
-            "attempt_finished",
+            EventKind.ATTEMPT_FINISHED,
             {
                 "attempt": number,
                 "outcome": outcome,
@@ -403,36 +531,50 @@ def run_launch(
         )
         if verdict.kv_capacity_tokens:
             capacity = verdict.kv_capacity_tokens
-        last = number >= request.max_attempts
-
-        if policy_outcome is not None:
+        step = next_step(
+            Known(
+                verdict=verdict,
+                requested=requested,
+                wanted=wanted,
+                number=number,
+                max_attempts=request.max_attempts,
+                message=message,
+                stopped_by=Outcome(policy_outcome) if policy_outcome is not None else None,
+                served=served,
+                refused_before=refused_before,
+                with_yarn=yarn is not None,
+                max_num_seqs=max_num_seqs,
+                learned=learned,
+                learned_from=learned_from,
+            )
+        )
+        learned, learned_from, refused_before = (
+            step.learned,
+            step.learned_from,
+            refused_before or step.refused,
+        )
+        if step.announce:
+            emit(
+                EventKind.LIMIT_LEARNED,
+                {"max_model_len": learned, "learned_from": learned_from, "kv_capacity_tokens": capacity},
+            )
+        if step.max_num_seqs != max_num_seqs:
+            max_num_seqs = step.max_num_seqs
+            options = replace(options, max_num_seqs=max_num_seqs)
+        if step.action == "fail":
             return fail(
-                outcome,
-                message,
+                step.outcome,
+                step.reason,
                 attempts=attempts,
                 learned_limit=learned,
                 learned_from=learned_from,
                 kv_capacity_tokens=capacity,
                 **common,
             )
-        if ready:
-            if verdict.auto_fit_len:
-                learned, learned_from = verdict.auto_fit_len, "auto_fit"
-            elif refused_before and isinstance(requested, int):
-                learned, learned_from = requested, "refusal"
-            else:
-                # It fits: the served length is a floor, not a ceiling (see the module docstring).
-                learned, learned_from = None, "fits"
-            if served is not None and served > wanted and not last:
-                # Auto-fit chose more than the operator's cap: start again at the cap.
-                process.stop(STOP_GRACE)
-                requested = wanted
-                if before_retry is not None:
-                    before_retry()
-                continue
+        if step.action == "ready":
             # For "fits" the event carries the served length: a floor for the site to keep.
             emit(
-                "limit_learned",
+                EventKind.LIMIT_LEARNED,
                 {
                     "max_model_len": learned if learned is not None else served,
                     "learned_from": learned_from,
@@ -442,7 +584,7 @@ def run_launch(
                 },
             )
             emit(
-                "ready",
+                EventKind.READY,
                 {
                     "url": url,
                     "max_model_len": served,
@@ -468,55 +610,9 @@ def run_launch(
                 max_num_seqs=max_num_seqs,
                 **common,
             )
-        next_len: int | str | None = None
-        if verdict.outcome in (Outcome.CONTEXT_TOO_LONG, Outcome.AUTO_FIT) and verdict.max_model_len:
-            next_len = round_down(verdict.max_model_len)
-            current = requested if isinstance(requested, int) else wanted
-            if 0 < next_len < current:
-                learned, learned_from = (
-                    next_len,
-                    ("auto_fit" if verdict.outcome == Outcome.AUTO_FIT else "refusal"),
-                )
-                emit(
-                    "limit_learned",
-                    {"max_model_len": learned, "learned_from": learned_from, "kv_capacity_tokens": capacity},
-                )
-                refused_before = True
-            else:
-                next_len = None
-        elif (
-            verdict.outcome == Outcome.LENGTH_ABOVE_MODEL
-            and yarn is None
-            and verdict.derived_max_model_len
-            and isinstance(requested, int)
-            and verdict.derived_max_model_len < requested
-        ):
-            next_len = verdict.derived_max_model_len
-        elif (
-            verdict.outcome == Outcome.MAX_NUM_SEQS_TOO_HIGH
-            and verdict.max_num_seqs
-            and verdict.max_num_seqs != max_num_seqs
-        ):
-            # Not a context limit: the same length again, with the sequences vLLM says fit.
-            max_num_seqs = verdict.max_num_seqs
-            options = replace(options, max_num_seqs=max_num_seqs)
-            next_len = requested
-        if next_len is None or last:
-            reason = message
-            if verdict.outcome == Outcome.CONTEXT_TOO_LONG and next_len is None:
-                reason = f"{message}; no smaller length to try"
-            elif last and next_len is not None:
-                reason = f"{message}; gave up after {number} attempts"
-            return fail(
-                "failed",
-                reason,
-                attempts=attempts,
-                learned_limit=learned,
-                learned_from=learned_from,
-                kv_capacity_tokens=capacity,
-                **common,
-            )
-        requested = next_len
+        if step.stop_ready:
+            process.stop(STOP_GRACE)
+        requested = step.length
         if before_retry is not None:
             before_retry()
     return fail("failed", "No attempt was made", attempts=attempts, **common)

@@ -4,7 +4,7 @@ vLLM forks engine and worker processes that hold GPU memory; stopping only the f
 them behind. Each server therefore runs in its own session (process group = its pid), and every
 stop signals the whole group.
 
-A server outlives the worker that started it (see the design: a restarted worker adopts it). Its
+A server outlives the worker that started it (a restarted worker adopts it: ``HostRuntime.adopt``). Its
 output therefore goes to files, never to pipes: with a pipe, the server's next log line after the
 worker's death (vLLM logs throughput every few seconds) would meet a closed pipe and end it. With a
 ``log_path``, the child's stdout and stderr go to ``<stem>.stdout.log`` and ``<stem>.stderr.log``

@@ -44,10 +44,6 @@ def supports_auto_max_model_len(version: str) -> bool:
     return _at_least(version, "0.14.0")
 
 
-def has_rope_scaling_flag(version: str) -> bool:
-    return _at_least(version, "0.4.3") and not _at_least(version, "0.11.1")
-
-
 def uses_legacy_rope_type_key(version: str) -> bool:
     """Before 0.5.3.post1 vLLM read only ``type`` from the rope-scaling dict."""
     return not _at_least(version, "0.5.3.post1")

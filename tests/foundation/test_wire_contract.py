@@ -6,7 +6,20 @@ import json
 
 import pytest
 
-from launches.contract import ContractError, EventKind, LaunchSpec, parse_event
+from launches import contract
+from launches.contract import (
+    HISTORY_ONLY_KINDS,
+    MEMORY_OPTION_FIELDS,
+    MEMORY_OPTION_FLAGS,
+    ContractError,
+    EventKind,
+    LaunchSpec,
+    MemoryOptions,
+    Outcome,
+    parse_event,
+    wanted_length,
+)
+from launches.verdicts import OUTCOME_LABELS
 
 SPEC = LaunchSpec(launch_id=7, spec_id="0b1c", model="Qwen/Qwen3-8B-AWQ", port=8001, gpu_indices=[0, 1])
 
@@ -73,3 +86,83 @@ def test_an_event_the_worker_itself_garbled_is_stepped_over_once_the_grace_has_p
     launch.apply_event(3, "attempt_started", {"attempt": 1, "argv": ["vllm", "serve"]})
     launch.refresh_from_db()
     assert launch.last_seq == 3 and launch.attempts.get().argv == ["vllm", "serve"]
+
+
+def test_every_outcome_has_the_words_people_see_and_the_labels_come_from_the_enum() -> None:
+    assert all(outcome.label for outcome in Outcome)
+    assert {str(outcome): outcome.label for outcome in Outcome} == OUTCOME_LABELS
+
+
+def test_the_control_worker_registers_every_task_name_the_contract_sends_to_it(settings) -> None:
+    from aifred_site.celery import app
+    from launches import tasks  # noqa: F401  (registers the control tasks)
+
+    names = [value for name, value in vars(contract).items() if name.endswith("_TASK")]
+    control = [name for name in names if name.startswith("launches.control.")]
+    assert control and all(name in app.tasks for name in control)
+    assert settings.CELERY_BEAT_SCHEDULE["mark-lost-launches"]["task"] == contract.MARK_LOST_LAUNCHES_TASK
+
+
+def test_the_gpu_worker_registers_every_task_name_the_site_sends_to_it() -> None:
+    from launches.gpu import tasks  # noqa: F401
+    from launches.gpu.app import app
+
+    for name in (contract.RUN_LAUNCH_TASK, contract.STOP_LAUNCH_TASK, contract.RECONCILE_TASK):
+        assert name in app.tasks
+
+
+@pytest.mark.parametrize(
+    ("native", "factor", "cap", "wanted"),
+    [
+        (32768, 1.0, None, 32768),
+        (32768, 2.5, None, 81920),
+        (32768, 4.0, 100000, 100000),
+        (40960, 1.5, 0, 61440),
+    ],
+)
+def test_the_wanted_length_is_native_times_the_factor_lowered_to_the_cap(native, factor, cap, wanted) -> None:
+    assert wanted_length(native, factor, cap) == wanted
+
+
+@pytest.mark.parametrize("kind", list(EventKind))
+def test_every_event_kind_a_worker_sends_is_applied_or_kept_as_history_only(kind: EventKind) -> None:
+    from launches.models import Launch
+
+    assert hasattr(Launch, f"_on_{kind}") != (kind in HISTORY_ONLY_KINDS)
+
+
+def test_the_history_filter_offers_every_event_kind() -> None:
+    from launches.history import EventKindFilter
+
+    assert set(EventKindFilter.choices_map) == {str(kind) for kind in EventKind}
+
+
+def test_every_memory_option_is_fingerprinted_served_managed_and_offered_on_the_form() -> None:
+    from gpus.fingerprint import FINGERPRINT_FIELDS
+    from launches.admin import LaunchConfigAdmin
+    from launches.models import LaunchConfig
+    from launches.vllm.argv import ServeOptions, build_argv
+    from launches.vllm.flags import MANAGED_FLAGS
+
+    form_fields = [name for _title, options in LaunchConfigAdmin.fieldsets for name in options["fields"]]
+    changed = MemoryOptions(0.8, "float16", "awq", "fp8", 2, 4096, True)
+    argv = build_argv(
+        ["vllm", "serve"],
+        ServeOptions(model="m", **changed.to_dict()),
+        max_model_len=4096,
+        vllm_version="0.32.0",
+    )
+    for name in MEMORY_OPTION_FIELDS:
+        LaunchConfig._meta.get_field(name)
+        assert name in FINGERPRINT_FIELDS and name in form_fields
+        assert MANAGED_FLAGS[MEMORY_OPTION_FLAGS[name]] == name
+        assert MEMORY_OPTION_FLAGS[name] in argv
+
+
+def test_memory_options_read_from_a_spec_take_vllm_defaults_for_what_is_missing() -> None:
+    assert MemoryOptions.from_dict({}) == MemoryOptions()
+    assert MemoryOptions.from_dict({"quantization": "", "dtype": None}) == MemoryOptions()
+    assert (
+        MemoryOptions.from_dict(MemoryOptions(0.5, tensor_parallel_size=2).to_dict()).tensor_parallel_size
+        == 2
+    )

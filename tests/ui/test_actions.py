@@ -266,6 +266,26 @@ def test_a_port_of_a_server_whose_stop_was_reported_after_the_last_heartbeat_is_
     assert Launch.objects.filter(status=Launch.Status.QUEUED).count() == 1, messages_of(response)
 
 
+def test_a_port_the_last_heartbeat_listed_for_a_launch_that_has_ended_since_is_free_again(
+    client, operator, config, operator_config_other, django_capture_on_commit_callbacks
+):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    ended = make_launch(operator_config_other, operator, status=Launch.Status.STOPPED)
+    heartbeat = timezone.now() - dt.timedelta(seconds=3)
+    Launch.objects.filter(pk=ended.pk).update(ended_at=heartbeat + dt.timedelta(seconds=1))
+    config.host.running_servers = [{"launch_id": ended.pk, "port": 8123, "status": "ready"}]
+    config.host.last_heartbeat = heartbeat
+    config.host.save()
+    type(config).objects.filter(pk=config.pk).update(port=8123)
+    client.force_login(operator)
+    with django_capture_on_commit_callbacks():
+        client.post(reverse("admin:launches_launchconfig_launch", args=[config.pk]))
+    assert Launch.objects.filter(config=config).count() == 1
+
+
 def test_a_config_without_a_port_sends_none_and_the_host_picks_one(
     client, operator, config, django_capture_on_commit_callbacks
 ):

@@ -33,6 +33,10 @@ def feed(launch: Launch, *events: tuple[str, dict]) -> Launch:
     return launch
 
 
+def accepted(launch: Launch) -> tuple[str, dict]:
+    return "accepted", {"host": launch.host.name}
+
+
 def started(attempt: int, requested) -> tuple[str, dict]:
     argv = ["vllm", "serve", "Qwen/Qwen3-8B-AWQ", "--max-model-len", str(requested)]
     return "attempt_started", {"attempt": attempt, "requested_len": requested, "argv": argv}

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from gpus.nvml import simulated_uuid
-from launches.gpu.runtime import find_marked_groups
+from launches.gpu.runtime import find_marked_groups, kill_marked_groups
 from launches.vllm.process import group_alive, kill_group
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,9 +195,7 @@ class Fleet:
         for worker in reversed(self.workers):
             worker.stop()
         for host in self.hosts:
-            for groups in find_marked_groups(host).values():
-                for pgid in groups:
-                    kill_group(pgid, grace=2)
+            kill_marked_groups(host, grace=2)
 
 
 def database_url_for_subprocesses() -> str:

@@ -1,0 +1,236 @@
+"""Applying a launch's events from the GPU worker to its row: store, order, refuse, apply.
+
+Events are numbered per launch; they are stored as ``LaunchEvent`` rows and applied strictly in
+order, each by the handler of its kind (``_on_<kind>``; ``contract.HISTORY_ONLY_KINDS`` have none and
+stay in the history). An event that does not parse is kept as a ``RefusedEvent`` with its reason.
+``Launch`` takes these methods from ``LaunchEventsMixin``; the models are looked up when an event is
+applied, so this module and ``launches.models`` do not import each other at load time.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from gpus.models import DetectedLimit
+from launches.contract import ContractError, parse_event
+
+log = logging.getLogger("launches.models")
+
+
+def _from_epoch(value: Any) -> datetime | None:
+    if isinstance(value, int | float) and value > 0:
+        return datetime.fromtimestamp(value, tz=UTC)
+    return None
+
+
+class LaunchEventsMixin:
+    """The event side of ``Launch``: ``apply_event`` and one ``_on_<kind>`` handler per kind."""
+
+    def apply_event(self, seq: int, kind: str, data: dict[str, Any], emitted_at: str | None = None) -> bool:
+        """Store a numbered event and apply every stored event that is next in line.
+
+        An event that arrives ahead of a gap waits in LaunchEvent until the gap fills (the worker
+        sends it again when a heartbeat shows the gap). A duplicated event (same launch and seq) is
+        not stored again and changes nothing. An event that does not parse is stored as a
+        ``RefusedEvent`` with its reason and takes no number, so the real event with that number still
+        applies. Returns whether the event was new.
+        """
+        from launches.models import LaunchEvent, RefusedEvent
+
+        try:
+            parse_event(self.pk, seq, kind, data, emitted_at)
+        except ContractError as exc:
+            RefusedEvent.objects.get_or_create(
+                launch_id=self.pk,
+                seq=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+                kind=str(kind)[:40],
+                reason=str(exc),
+                defaults={"data": data if isinstance(data, dict) else {"value": repr(data)[:2000]}},
+            )
+            # Events after it may be waiting for its number: apply them if it stays refused.
+            self.apply_pending_events()
+            log.warning("launch %s: event %s refused: %s", self.pk, seq, exc)
+            return False
+        _, created = LaunchEvent.objects.get_or_create(
+            launch_id=self.pk,
+            seq=seq,
+            defaults={"kind": kind, "data": data, "emitted_at": parse_datetime(emitted_at or "") or None},
+        )
+        # Also after a duplicate: a redelivery after a crash between storing and applying finishes here.
+        self.apply_pending_events()
+        return created
+
+    def apply_pending_events(self) -> int:
+        from launches.models import LaunchEvent, RefusedEvent
+
+        applied = 0
+        while True:
+            with transaction.atomic():
+                last_seq = type(self).objects.filter(pk=self.pk).values_list("last_seq", flat=True).first()
+                if last_seq is None:
+                    return applied
+                event = LaunchEvent.objects.filter(launch_id=self.pk, seq=last_seq + 1).first()
+                if event is None:
+                    if self._pass_refused(last_seq):
+                        continue
+                    return applied
+                # Claim the event with a conditional UPDATE: a concurrent applier matches no row.
+                claimed = (
+                    type(self)
+                    .objects.filter(pk=self.pk, last_seq=last_seq)
+                    .update(last_seq=event.seq, last_event_at=timezone.now())
+                )
+                if not claimed:
+                    continue
+                self.refresh_from_db()
+                handler = getattr(self, f"_on_{event.kind}", None)
+                if handler is not None:
+                    try:
+                        with transaction.atomic():
+                            handler(event.data or {}, event.emitted_at or timezone.now())
+                    except (KeyError, TypeError, ValueError) as exc:
+                        # A payload that parsed but cannot be applied: kept with its reason, and the
+                        # launch goes on with the next event instead of raising on it for ever.
+                        RefusedEvent.objects.create(
+                            launch_id=self.pk,
+                            seq=event.seq,
+                            kind=event.kind,
+                            data=event.data,
+                            reason=f"Could not be applied: {exc!r}",
+                        )
+                applied += 1
+
+    def _pass_refused(self, last_seq: int) -> bool:
+        """Step over the number of an event refused more than the reconcile grace ago.
+
+        A refused event takes no number at once: the real event with that number may still come (a
+        garbled copy arrived first). When none came within the grace (the worker itself sent it that
+        way, and sent it again when asked), the launch goes on without it.
+        """
+        from launches.models import RefusedEvent
+
+        cutoff = timezone.now() - timedelta(seconds=settings.RECONCILE_GRACE_SECONDS)
+        if not RefusedEvent.objects.filter(
+            launch_id=self.pk, seq=last_seq + 1, received_at__lt=cutoff
+        ).exists():
+            return False
+        type(self).objects.filter(pk=self.pk, last_seq=last_seq).update(
+            last_seq=last_seq + 1, last_event_at=timezone.now()
+        )
+        return True
+
+    def _on_accepted(self, data: dict, when: datetime) -> None:
+        self.transition(self.Status.STARTING, started_at=when)
+
+    def _on_model_facts(self, data: dict, when: datetime) -> None:
+        if "error" not in data and data.get("native_context"):
+            self.model.apply_facts(data)
+
+    def _on_attempt_started(self, data: dict, when: datetime) -> None:
+        from launches.models import LaunchAttempt
+
+        self.transition(self.Status.STARTING, started_at=when)
+        requested = data.get("requested_len")
+        LaunchAttempt.objects.update_or_create(
+            launch=self,
+            number=int(data["attempt"]),
+            defaults={
+                "requested_len": requested if isinstance(requested, int) else None,
+                "requested_auto": requested == "auto",
+                "argv": list(data.get("argv") or []),
+                "started_at": when,
+            },
+        )
+
+    def _on_attempt_finished(self, data: dict, when: datetime) -> None:
+        from launches.models import LaunchAttempt
+
+        attempt, _ = LaunchAttempt.objects.get_or_create(launch=self, number=int(data["attempt"]))
+        attempt.outcome = data.get("outcome") or ""
+        attempt.parsed_len = data.get("parsed_len")
+        attempt.exit_code = data.get("exit_code")
+        attempt.stopped_by_launcher = data.get("stopped_by_launcher") is True
+        attempt.message = data.get("message") or ""
+        attempt.log_tail = "\n".join(data.get("log_tail") or [])
+        attempt.started_at = _from_epoch(data.get("started_at")) or attempt.started_at
+        attempt.ended_at = _from_epoch(data.get("ended_at")) or when
+        attempt.save()
+        type(self).objects.filter(pk=self.pk).update(outcome=attempt.outcome)
+
+    def _on_limit_learned(self, data: dict, when: datetime) -> None:
+        learned, learned_from = data.get("max_model_len"), data.get("learned_from")
+        if not learned or not learned_from or self.gpu_profile_id is None:
+            return
+        DetectedLimit.objects.learn(
+            self,
+            int(learned),
+            learned_from,
+            data.get("kv_capacity_tokens"),
+            max_num_seqs=data.get("max_num_seqs"),
+        )
+        type(self).objects.filter(pk=self.pk).update(
+            learned_limit=learned, kv_capacity_tokens=data.get("kv_capacity_tokens")
+        )
+
+    def _on_ready(self, data: dict, when: datetime) -> None:
+        served = data.get("max_model_len")
+        fields = {
+            "context_length": served,
+            "server_url": self.public_url(data.get("url") or ""),
+            "pid": data.get("pid"),
+            "kv_capacity_tokens": data.get("kv_capacity_tokens"),
+            "ready_at": when,
+        }
+        if not self.transition(self.Status.READY, **fields):
+            # Stopped during the start: keep what it served with; the stop decides the end state.
+            type(self).objects.filter(pk=self.pk).update(**fields)
+
+    def _on_failed(self, data: dict, when: datetime) -> None:
+        outcome = data.get("outcome") or "failed"
+        if outcome == "failed" and self.outcome:
+            # The launcher gave up after an attempt: its verdict (port in use, ...) is the outcome.
+            outcome = self.outcome
+        reason = data.get("reason") or "The start failed."
+        if outcome == "cancelled":
+            self.transition(
+                self.Status.CANCELLED, reason=f"Cancelled{self._by()} during the start.", outcome=outcome
+            )
+        else:
+            self.transition(self.Status.FAILED, reason=reason, outcome=outcome)
+
+    def _on_cancelled(self, data: dict, when: datetime) -> None:
+        self.transition(self.Status.CANCELLED, reason=data.get("reason") or "Cancelled.")
+
+    def _on_stopped(self, data: dict, when: datetime) -> None:
+        if data.get("test_passed") and data.get("max_model_len"):
+            reason = self.yarn_test_verdict(int(data["max_model_len"]))
+        elif self.stopped_by_id:
+            reason = f"Stopped{self._by()}."
+        else:
+            reason = data.get("reason") or "Stopped."
+        self.transition(self.Status.STOPPED, reason=reason)
+
+    def _on_crashed(self, data: dict, when: datetime) -> None:
+        tail = "\n".join(data.get("log_tail") or [])
+        reason = data.get("reason") or "The server exited."
+        # Not the ready attempt's verdict: the server ended by crashing (or crashing too often).
+        fields = {"next_restart_at": None, "outcome": data.get("outcome") or "crashed"}
+        self.transition(
+            self.Status.CRASHED, reason=f"{reason}\nLast log lines:\n{tail}" if tail else reason, **fields
+        )
+
+    def _on_restarting(self, data: dict, when: datetime) -> None:
+        """A server kept up crashed and is started again after a wait (see the GPU worker)."""
+        type(self).objects.filter(pk=self.pk).update(
+            restarts=int(data["restarts"]),
+            restart_limit=int(data.get("restart_limit") or 0),
+            next_restart_at=when + timedelta(seconds=float(data["next_try_in"])),
+        )
+        self.transition(self.Status.STARTING, started_at=when)
