@@ -337,9 +337,9 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
         marked = self.end_overdue()
         for launch in self.worker_vanished().select_related("host"):
             seen = launch.host.last_heartbeat
-            since = f"since {seen:%Y-%m-%d %H:%M:%S %Z}" if seen else "ever"
+            since = f"has not reported since {seen:%Y-%m-%d %H:%M:%S %Z}" if seen else "has never reported"
             reason = (
-                f"The GPU worker on {launch.host.name} has not reported {since} (more than "
+                f"The GPU worker on {launch.host.name} {since} (more than "
                 f"{settings.LAUNCH_LOST_SECONDS} s) while this launch was "
                 f"{launch.get_status_display().lower()}; "
                 "what became of the server is unknown. A restarted worker stops what it finds of it."
@@ -495,9 +495,13 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
         if not host.is_online:
             # Its queue would keep the spec until the worker comes back, maybe long after the launch ended.
             seen = host.last_heartbeat
-            since = f"since {timezone.localtime(seen):%Y-%m-%d %H:%M:%S %Z}" if seen else "ever"
+            since = (
+                f"has not reported since {timezone.localtime(seen):%Y-%m-%d %H:%M:%S %Z}"
+                if seen
+                else "has never reported"
+            )
             raise LaunchRefused(
-                f"The host {host.name} is offline: its GPU worker has not reported {since}. "
+                f"The host {host.name} is offline: its GPU worker {since}. "
                 f"Start the GPU worker on {host.name}, then launch again."
             )
         if host.launch_problem():
@@ -590,7 +594,8 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
         for other in busy.only("id", "config_snapshot"):
             if set(other.config_snapshot.get("gpu_indices", [])) & set(indices):
                 raise LaunchRefused(
-                    f"Launch #{other.pk} is still using GPU {other.config_snapshot.get('gpu_indices')} "
+                    f"Launch #{other.pk} is still using GPU "
+                    f"{', '.join(map(str, other.config_snapshot.get('gpu_indices') or []))} "
                     f"on {host.name}; stop it first (one launch at a time per GPU)."
                 )
 

@@ -170,6 +170,17 @@ def ensure_redis(supervisor: Supervisor, url: str) -> None:
     sys.exit(f"Started redis-server on port {port} but it does not answer; see the output above.")
 
 
+def port_is_free(address: str, port: int) -> bool:
+    """Whether the site could listen on address:port now (a bind test, released at once)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
 def _stop_as_on_ctrl_c(signum, frame) -> None:
     # A SIGTERM (systemd, a terminal closing) stops everything the same way Ctrl-C does.
     raise KeyboardInterrupt
@@ -189,6 +200,14 @@ def main() -> int:
     env.setdefault("DJANGO_SETTINGS_MODULE", "aifred_site.settings")
     env["AIFRED_SITE_PORT"] = args.bind.rpartition(":")[2]
     os.environ.update(env)
+
+    address, _, port = args.bind.rpartition(":")
+    if not port.isdigit() or not port_is_free(address or "127.0.0.1", int(port)):
+        say(
+            f"{args.bind} is already in use (another `make run`?) or not host:port. Stop what listens "
+            "there, or run the site elsewhere: make run BIND=127.0.0.1:8080"
+        )
+        return 2
 
     supervisor = Supervisor()
     signal.signal(signal.SIGTERM, _stop_as_on_ctrl_c)
@@ -229,9 +248,13 @@ def main() -> int:
             )
         return supervisor.watch()
     except KeyboardInterrupt:
-        say("stopping")
         return 0
     finally:
+        # A second Ctrl-C or SIGTERM (a process-group kill reaches us more than once) must not cut the
+        # clean-up short: the servers are stopped and recorded whatever arrives meanwhile.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        say("stopping")
         supervisor.stop_all()
 
 

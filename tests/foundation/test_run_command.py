@@ -188,3 +188,29 @@ def test_make_run_and_demo_take_the_address_and_port_from_bind(target):
     )
     assert "scripts/run.py" in planned.stdout and "--bind 127.0.0.1:8080" in planned.stdout
     assert "make run BIND=" in (ROOT / "README.md").read_text()
+
+
+def test_a_second_run_on_a_port_already_in_use_stops_at_once_and_says_how_to_choose_another(tmp_path):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        env = {
+            **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+            "AIFRED_VAR_DIR": str(tmp_path),
+        }
+        done = subprocess.run(
+            [sys.executable, "scripts/run.py", "--bind", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"127.0.0.1:{port} is already in use" in done.stdout + done.stderr
+    assert "make run BIND=" in done.stdout + done.stderr
+    # Nothing was started: no database was made.
+    assert not (tmp_path / "aifred.sqlite3").exists()
