@@ -114,20 +114,8 @@ class ModelSpecAdmin(admin.ModelAdmin):
         "facts_vllm_version",
         "rope_scaling",
     )
-    readonly_fields = (
-        "facts_state",
-        "native_context_display",
-        "default_context_display",
-        "max_len_key",
-        "num_layers",
-        "num_kv_heads",
-        "head_dim",
-        "dtype",
-        "attention_kind",
-        "kv_bytes_per_token_display",
-        "facts_vllm_version",
-        "rope_scaling",
-    )
+    # Only the source and revision are edited: everything else is read from its config.json.
+    readonly_fields = fields[2:]
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
