@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.timesince import timesince
 
-from gpus.fingerprint import memory_fingerprint
+from gpus.fingerprint import describe_fingerprint, memory_fingerprint
 from launches.contract import READ_MODEL_FACTS_TASK, is_ceiling
 
 
@@ -601,6 +601,12 @@ class DetectedLimit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} on {self.profile}: {self.max_model_len:,} tokens"
+
+    @property
+    def options_summary(self) -> str:
+        """The memory options this limit was learned with that differ from vLLM's defaults, e.g.
+        "quantization awq", or "default options" (``gpus.fingerprint.describe_fingerprint``)."""
+        return describe_fingerprint(self.fingerprint_fields or {})
 
     @property
     def is_ceiling(self) -> bool:
