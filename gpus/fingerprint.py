@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from launches.contract import MEMORY_OPTION_FIELDS
+from launches.contract import MEMORY_OPTION_FIELDS, MemoryOptions
 from launches.vllm.flags import memory_relevant_args
 
 FINGERPRINT_FIELDS = (*MEMORY_OPTION_FIELDS, "vllm_version")
@@ -48,3 +48,20 @@ def memory_fingerprint(options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]
         fields["extra_args"] = extra
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
     return digest, fields
+
+
+def describe_fingerprint(fields: Mapping[str, Any]) -> str:
+    """The options of a fingerprint's fields (``memory_fingerprint``'s second value) that differ from
+    vLLM's defaults (``MemoryOptions``), as "quantization awq, enforce_eager", with the memory-relevant
+    extra arguments last; "default options" when none differs. The vLLM version is left out: it is
+    shown on its own. What tells two limits of one GPU profile × model apart."""
+    defaults = {name: _normalise(name, value) for name, value in MemoryOptions().to_dict().items()}
+    parts = []
+    for name in MEMORY_OPTION_FIELDS:
+        value = _normalise(name, fields.get(name, defaults[name]))
+        if value == defaults[name]:
+            continue
+        parts.append(name if value is True else f"{name} {value if value is not None else 'none'}")
+    if extra := fields.get("extra_args"):
+        parts.append(" ".join(str(arg) for arg in extra))
+    return ", ".join(parts) or "default options"

@@ -8,13 +8,13 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import Case, Func, Q, Value, When
-from django.db.models.functions import Concat
+from django.db.models import Case, ExpressionWrapper, F, Func, Q, Value, When
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.timesince import timesince
 
-from gpus.fingerprint import memory_fingerprint
+from gpus.fingerprint import describe_fingerprint, memory_fingerprint
 from launches.contract import READ_MODEL_FACTS_TASK, is_ceiling
 
 
@@ -217,7 +217,7 @@ class GpuProfile(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.memory_total_mib / 1024:.0f} GiB){self.simulated_mark}"
+        return self.display_name
 
     @property
     def simulated_mark(self) -> str:
@@ -225,16 +225,30 @@ class GpuProfile(models.Model):
         return SIMULATED_MARK if self.simulated else ""
 
     @property
+    def memory_gib(self) -> int:
+        """The card's memory in whole GiB, half a GiB rounded up (12,288 MiB: 12)."""
+        return (self.memory_total_mib + 512) // 1024
+
+    @property
     def display_name(self) -> str:
-        """The profile's name as every output gives it: "NVIDIA GeForce RTX 3060 · simulated"."""
-        return f"{self.name}{self.simulated_mark}"
+        """The one name of the profile in every output (admin, pages, CSV, API, metrics):
+        "NVIDIA GeForce RTX 3060 (12 GiB) · simulated". Two profiles of one product name differ
+        in memory, so the memory is part of it."""
+        return f"{self.name} ({self.memory_gib} GiB){self.simulated_mark}"
 
     @staticmethod
     def display_name_expression(path: str = "") -> Func:
         """``display_name`` in SQL, for ``values()`` rows (CSV export, metrics); ``path`` leads to the
-        profile from the queried model, e.g. ``"gpu_profile__"``."""
+        profile from the queried model, e.g. ``"gpu_profile__"``. Integer division rounds the GiB as
+        ``memory_gib`` does, on SQLite and PostgreSQL alike."""
+        gib = Cast(
+            ExpressionWrapper(
+                (F(f"{path}memory_total_mib") + 512) / 1024, output_field=models.IntegerField()
+            ),
+            output_field=models.CharField(),
+        )
         mark = Case(When(**{f"{path}simulated": True}, then=Value(SIMULATED_MARK)), default=Value(""))
-        return Concat(f"{path}name", mark, output_field=models.CharField())
+        return Concat(f"{path}name", Value(" ("), gib, Value(" GiB)"), mark, output_field=models.CharField())
 
 
 class GpuQuerySet(models.QuerySet["Gpu"]):
@@ -275,7 +289,7 @@ class Gpu(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.host.name}:{self.index} {self.profile.name}{self.profile.simulated_mark}"
+        return f"{self.host.name}:{self.index} {self.profile.display_name}"
 
     def changes_from(self, info: dict[str, Any], profile: GpuProfile, driver_version: str) -> list[str]:
         """What makes the reported card a different GPU than this row, in words."""
@@ -601,6 +615,12 @@ class DetectedLimit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} on {self.profile}: {self.max_model_len:,} tokens"
+
+    @property
+    def options_summary(self) -> str:
+        """The memory options this limit was learned with that differ from vLLM's defaults, e.g.
+        "quantization awq", or "default options" (``gpus.fingerprint.describe_fingerprint``)."""
+        return describe_fingerprint(self.fingerprint_fields or {})
 
     @property
     def is_ceiling(self) -> bool:

@@ -802,12 +802,12 @@ class Launch(LaunchEventsMixin, models.Model):
         return f" by {self.stopped_by.get_username()}" if self.stopped_by_id else ""
 
     def yarn_test_verdict(self, served: int) -> str:
-        """The YaRN test's result in words, e.g. "YaRN ×2.0 on NVIDIA GeForce RTX 3060: vLLM came up
+        """The YaRN test's result in words, e.g. "YaRN ×2.0 on NVIDIA GeForce RTX 3060 (12 GiB): vLLM came up
         with 27,168 tokens; the factor gains nothing here (the native context is 40,960)."."""
         factor = f"{float((self.spec or {}).get('yarn_factor') or 1.0):.1f}"
         native = (self.spec or {}).get("native_context") or self.model.native_context
         profile = self.gpu_profile
-        gpu = profile.name + profile.simulated_mark if profile is not None else self.host.name
+        gpu = profile.display_name if profile is not None else self.host.name
         said = f"YaRN ×{factor} on {gpu}: vLLM came up with {served:,} tokens"
         if not native:
             return f"{said}."

@@ -54,7 +54,10 @@ def describe_attempt(
     if outcome == "length_above_model":
         return f"{asked.capitalize()} is above what the model allows; enable YaRN or lower the cap{restart}"
     if outcome == "port_in_use":
-        return "The port is already in use on the host; choose another port in the config."
+        return (
+            "The port is already in use on the host by another process. A port fixed in the config: "
+            "choose another one there; a port the host picks: free ports of its range."
+        )
     if outcome == "max_num_seqs_too_high":
         return (
             "This hybrid model's Mamba cache holds fewer sequences than max_num_seqs; "

@@ -346,7 +346,12 @@ class HostRuntime:
                 reason = f"No free port between {low} and {high} on {self.config.host} (AIFRED_PORT_RANGE)."
                 self.emit(launch_id, EventKind.FAILED, {"outcome": "refused", "reason": reason})
                 return "refused"
-            spec = {**spec, "port": port}
+            # A picked port stays the host's to replace, on this start and on a keep-up restart.
+            spec = {
+                **spec,
+                "port": port,
+                "port_picked": bool(spec.get("port_picked") or not spec.get("port")),
+            }
             options = self._used_mib(spec, indices)
             record = ServerRecord(
                 launch_id=launch_id,
@@ -378,12 +383,35 @@ class HostRuntime:
         Called with the lock held."""
         if spec.get("port"):
             return int(spec["port"])
+        return self._free_port()
+
+    def _free_port(self, after: int | None = None) -> int | None:
+        """The first port of the port range that no server of this worker holds and that binds now,
+        starting after ``after`` and wrapping round (``after`` itself left out); None when none
+        is. Called with the lock held."""
         taken = {record.port for record in self.records.values()}
         low, high = self.config.port_range
-        for port in range(low, high + 1):
+        ports = list(range(low, high + 1))
+        if after is not None and low <= after <= high:
+            start = after - low + 1
+            ports = ports[start:] + ports[: start - 1]
+        for port in ports:
             if port not in taken and port_is_free(self.config.serve_host, port):
                 return port
         return None
+
+    def _replace_port(self, record: ServerRecord, busy: int) -> int | None:
+        """The next free port of the range for a launch whose host-picked port ``busy`` another
+        process holds; the record takes it. None when none is free."""
+        with self.lock:
+            port = self._free_port(after=busy)
+            if port is not None:
+                log.warning("launch %s: port %s is busy; it starts on port %s", record.launch_id, busy, port)
+                record.port = port
+                if record.spec:
+                    record.spec["port"] = port
+                self._save()
+            return port
 
     def _refusal(self, spec: dict[str, Any], indices: list[int]) -> str:
         """Why this host cannot start the launch now, or ''. Called with the lock held."""
@@ -487,6 +515,7 @@ class HostRuntime:
             log_dir=record.log_dir,
             extra_env=extra_env,
             rope_theta=rope_theta,
+            next_port=(lambda busy: self._replace_port(record, busy)) if spec.get("port_picked") else None,
         )
         result = run_policy(
             request,

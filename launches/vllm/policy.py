@@ -19,7 +19,9 @@ start. Above the default the launcher asks for the wanted length explicitly and 
 
 A ready verdict needs our own server: the port must be free before the start (else
 ``port_in_use`` without starting anything), and the process answering ``/health`` must belong to
-the started process group; a bind error printed after "startup complete" wins over it.
+the started process group; a bind error printed after "startup complete" wins over it. A port the
+host picked (``LaunchRequest.next_port`` set) is not the user's choice: when it is busy at the start,
+the host's next free port replaces it (at most ``PORT_TRIES`` ports) and the launch goes on.
 
 ``max_num_seqs_too_high`` (a hybrid model's Mamba cache holds fewer sequences than
 ``--max-num-seqs``) restarts with the number vLLM printed; it is reported as ``max_num_seqs`` in
@@ -64,6 +66,8 @@ STOP_GRACE = 10.0
 # A start that has failed holds nothing worth a clean shutdown, and vLLM ignores SIGTERM while its
 # engine start-up fails (it exits on its own ~11 s later): kill it quickly so the retry starts sooner.
 FAILED_STOP_GRACE = 1.0
+# How many busy ports a host-picked port is replaced by before the launch ends ``port_in_use``.
+PORT_TRIES = 5
 
 
 @dataclass
@@ -89,9 +93,13 @@ class LaunchRequest:
     # May hold HF_TOKEN: kept out of repr and masked in to_dict, so a logged request leaks nothing.
     extra_env: dict[str, str] = field(default_factory=dict, repr=False)
     rope_theta: float | None = None
+    # Only where the host picked the port: ``next_port(busy)`` returns the host's next free port
+    # after ``busy`` (None when none is free). None: the config's fixed port, never replaced.
+    next_port: Callable[[int], int | None] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, next_port=None))
+        del data["next_port"]
         data["options"] = self.options.to_dict()
         data["extra_env"] = {
             name: "***" if any(word in name.upper() for word in SECRET_WORDS) else value
@@ -360,6 +368,23 @@ def next_step(known: Known) -> Step:
     return Step("start", length=next_len, **found)
 
 
+def _free_picked_port(options: ServeOptions, next_port: Callable[[int], int | None] | None) -> int | None:
+    """The port to start on: ``options.port`` when nothing answers there or the port is the config's
+    (``next_port`` None); else the first of at most ``PORT_TRIES`` ports from ``next_port`` that
+    nothing answers on. None when every one tried is busy or the host has no free port left."""
+    port = options.port
+    if next_port is None:
+        return port
+    for _ in range(PORT_TRIES):
+        if not port_in_use(options.host, port):
+            return port
+        following = next_port(port)
+        if following is None:
+            return None
+        port = following
+    return None
+
+
 def run_launch(
     request: LaunchRequest,
     *,
@@ -434,14 +459,27 @@ def run_launch(
             log_path = os.path.join(
                 request.log_dir, f"launch-{request.launch_id or int(started)}-attempt-{number}.log"
             )
+        picked = _free_picked_port(options, request.next_port)
+        if picked is not None and picked != options.port:
+            options = replace(options, port=picked)
+            url = f"http://{options.host}:{options.port}"
+            argv = build_argv(
+                request.base_command, options, max_model_len=requested, vllm_version=version, yarn=yarn
+            )
         emit(EventKind.ATTEMPT_STARTED, {"attempt": number, "requested_len": requested, "argv": argv})
-        if port_in_use(options.host, options.port):
+        if picked is None or port_in_use(options.host, options.port):
             # Something else answers there: whatever it says, it is not the server we would start.
             now = time.time()
-            message = (
-                f"Port {options.port} on {options.host} is already in use by another process; "
-                "choose another port"
-            )
+            if request.next_port is None:
+                message = (
+                    f"Port {options.port} on {options.host} is already in use by another process; "
+                    "choose another port in the config, or leave it empty so the host picks one"
+                )
+            else:
+                message = (
+                    f"Every port the host picked on {options.host} ({PORT_TRIES} tries) was already in use "
+                    "by another process; free some ports of the host's port range (AIFRED_PORT_RANGE)"
+                )
             attempts.append(
                 AttemptResult(
                     number,

@@ -58,8 +58,8 @@ def scrape(client, **headers) -> dict:
 def test_every_metric_has_the_fleets_value(client, known_fleet, config) -> None:
     samples = scrape(client)
     assert samples[("aifred_hosts_online", ())] == 2
-    assert samples[("aifred_gpus", (("profile", "NVIDIA GeForce RTX 3060"),))] == 2
-    assert samples[("aifred_gpus", (("profile", "NVIDIA H100 80GB HBM3"),))] == 1
+    assert samples[("aifred_gpus", (("profile", "NVIDIA GeForce RTX 3060 (12 GiB)"),))] == 2
+    assert samples[("aifred_gpus", (("profile", "NVIDIA H100 80GB HBM3 (80 GiB)"),))] == 1
     assert samples[("aifred_servers_running", (("host", "desk-3060"),))] == 1
     assert samples[("aifred_launches_total", (("kind", "launch"), ("outcome", "ready")))] == 3
     assert samples[("aifred_launches_total", (("kind", "test_yarn"), ("outcome", "ready")))] == 1
@@ -86,7 +86,7 @@ def test_every_metric_has_the_fleets_value(client, known_fleet, config) -> None:
         ("fingerprint", limit.fingerprint[:12]),
         ("learned_from", "refusal"),
         ("model", "Qwen/Qwen3-8B-AWQ"),
-        ("profile", "NVIDIA GeForce RTX 3060"),
+        ("profile", "NVIDIA GeForce RTX 3060 (12 GiB)"),
     )
     assert samples[("aifred_learned_limit_tokens", labels)] == 26624
     assert samples[("aifred_events_waiting", ())] == 2

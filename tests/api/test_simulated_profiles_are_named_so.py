@@ -1,4 +1,5 @@
-"""A simulated GPU profile is named so in every output, not only on the pages: CSV, API, /metrics."""
+"""A GPU profile has one name, with its memory and its simulated mark, in every output: admin, pages,
+CSV, API, /metrics and the YaRN test's verdict."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from gpus.models import Gpu, GpuProfile
 from tests.api.conftest import token_client
 from tests.ui.conftest import learn_limit, make_launch
 
-SIMULATED = "NVIDIA GeForce RTX 3060 · simulated"
+SIMULATED = "NVIDIA GeForce RTX 3060 (12 GiB) · simulated"
 
 
 def simulated_profile(config) -> GpuProfile:
@@ -38,7 +39,7 @@ def test_csv_api_and_metrics_name_a_simulated_profile_as_simulated(client, viewe
     assert api.get(f"/api/v1/launches/{launch.pk}/").json()["gpu_profile_name"] == SIMULATED
     profiles = api.get("/api/v1/gpu-profiles/").json()["results"]
     assert sorted((item["display_name"], item["simulated"]) for item in profiles) == [
-        ("NVIDIA GeForce RTX 3060", False),
+        ("NVIDIA GeForce RTX 3060 (12 GiB)", False),
         (SIMULATED, True),
     ]
 
@@ -50,3 +51,9 @@ def test_csv_api_and_metrics_name_a_simulated_profile_as_simulated(client, viewe
         if "profile" in sample.labels
     }
     assert named == {("aifred_gpus", SIMULATED), ("aifred_learned_limit_tokens", SIMULATED)}
+
+    assert str(profile) == SIMULATED
+    assert launch.yarn_test_verdict(27168).startswith(f"YaRN ×1.0 on {SIMULATED}: ")
+    # The fleet names it once per card row and once per learned limit, the same way.
+    fleet = client.get(reverse("launches:fleet")).content.decode()
+    assert fleet.count(f"<td>{SIMULATED}</td>") == 2

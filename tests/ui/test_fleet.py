@@ -89,3 +89,16 @@ def test_every_page_declares_its_icon_so_browsers_do_not_ask_for_a_missing_favic
         reverse("admin:launches_launch_changelist"),
     ):
         assert '<link rel="icon" href="data:,">' in client.get(url).content.decode(), url
+
+
+def test_two_limits_of_one_profile_and_model_say_which_memory_options_tell_them_apart(
+    client, viewer, config, profile
+):
+    learn_limit(config, profile, 26624)  # the fixture's config quantizes with AWQ
+    config.quantization = ""
+    learn_limit(config, profile, 30720)
+    client.force_login(viewer)
+    html = client.get(reverse("launches:fleet")).content.decode()
+    assert "<th>Memory options</th>" in html
+    assert html.count("<td>default options</td>") == 1
+    assert html.count("<td>quantization awq</td>") == 1

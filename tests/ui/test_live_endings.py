@@ -199,7 +199,7 @@ def test_a_yarn_test_that_gains_nothing_says_so_in_words(page, live_server, conf
         page,
         result,
         "Stopped",
-        "YaRN ×2.0 on NVIDIA GeForce RTX 3060: vLLM came up with 27,168 tokens; "
+        "YaRN ×2.0 on NVIDIA GeForce RTX 3060 (12 GiB): vLLM came up with 27,168 tokens; "
         "the factor gains nothing here",
     )
     expect(page.locator('section.attempt[data-attempt="1"] .verdict')).to_contain_text(

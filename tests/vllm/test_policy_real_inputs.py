@@ -94,3 +94,32 @@ def test_a_learned_max_num_seqs_is_used_from_the_first_start() -> None:
     }
     result, _ = _launch(str(DEMO_MODEL), free_port(), env, known_limit=32768, max_num_seqs=969)
     assert [a.outcome for a in result.attempts] == ["ready"]
+
+
+def test_a_host_picked_port_gives_up_after_a_bounded_number_of_busy_ports_without_naming_the_config() -> None:
+    from launches.vllm.policy import PORT_TRIES
+
+    servers = []
+    for _ in range(PORT_TRIES + 1):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Healthy)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    busy = [server.server_address[1] for server in servers]
+    asked: list[int] = []
+
+    def next_port(port: int) -> int:
+        asked.append(port)
+        return busy[busy.index(port) + 1]
+
+    try:
+        result, events = _launch(
+            str(DEMO_MODEL), busy[0], {"AIFRED_STANDIN_VLLM_VERSION": "0.32.0"}, next_port=next_port
+        )
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+    assert [a.outcome for a in result.attempts] == ["port_in_use"]
+    assert asked == busy[:PORT_TRIES]
+    assert "AIFRED_PORT_RANGE" in result.reason and "config" not in result.reason
+    assert "ready" not in [kind for kind, _ in events]

@@ -83,7 +83,10 @@ def test_a_yarn_test_reports_the_context_it_came_up_with_and_stops_its_server(fl
 
     test = wait_status(test, Launch.Status.STOPPED)
     assert test.context_length == 81920
-    assert "YaRN ×2.0 on NVIDIA H100 80GB HBM3 · simulated: vLLM came up with 81,920 tokens" in test.reason
+    assert (
+        "YaRN ×2.0 on NVIDIA H100 80GB HBM3 (80 GiB) · simulated: vLLM came up with 81,920 tokens"
+        in test.reason
+    )
     [attempt] = test.attempts.all()
     assert any("max_position_embeddings" in arg for arg in attempt.argv)
     assert fleet.servers_of(host_name("lab")) == {}

@@ -76,3 +76,82 @@ def test_a_launch_without_a_port_gets_the_first_free_one_of_the_hosts_range(tmp_
         picked = runtime._port_for({"port": None})
     assert picked is not None and taken < picked <= taken + 20
     assert runtime._port_for({"port": 9001}) == 9001
+
+
+def _standin_runtime(tmp_path, monkeypatch, port_range):
+    from launches.gpu.runtime import HostRuntime, WorkerConfig
+    from tests.vllm.conftest import STANDIN_SERVE
+
+    monkeypatch.setenv("AIFRED_STANDIN_LOAD_SECONDS", "0.2")
+    monkeypatch.setenv("AIFRED_STANDIN_TEARDOWN_SECONDS", "1")
+    monkeypatch.setenv("AIFRED_STANDIN_VLLM_VERSION", "0.32.0")
+    config = WorkerConfig(
+        host="h",
+        vllm_command=STANDIN_SERVE,
+        state_dir=tmp_path,
+        simulated_gpus="NVIDIA H100 80GB HBM3:81559",
+        serve_host="127.0.0.1",
+        ready_timeout_seconds=30,
+        port_range=port_range,
+    )
+    return HostRuntime(config, send=lambda *args: None)
+
+
+def _test_spec(port: int | None) -> dict:
+    from launches.contract import LaunchSpec
+    from tests.vllm.conftest import DEMO_MODEL
+
+    return LaunchSpec(
+        launch_id=1, spec_id="spec-1", model=str(DEMO_MODEL), port=port, detect_only=True
+    ).to_dict()
+
+
+def test_a_host_picked_port_another_process_takes_before_the_start_is_replaced_by_the_next_free_one(
+    tmp_path, monkeypatch
+) -> None:
+    import socket
+
+    from tests.vllm.conftest import free_port
+
+    low = free_port()
+    runtime = _standin_runtime(tmp_path, monkeypatch, (low, low + 20))
+    holder = socket.socket()
+    picked: list[int] = []
+    pick = runtime._port_for
+
+    def pick_then_lose_it(spec):
+        # Another process listens on the port between the pick and vLLM's start.
+        port = pick(spec)
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        picked.append(port)
+        return port
+
+    monkeypatch.setattr(runtime, "_port_for", pick_then_lose_it)
+    with holder:
+        outcome = runtime.run_launch(_test_spec(None))
+    events = [(event[2], event[3]) for event in runtime.outbox]
+    started = [data["argv"] for kind, data in events if kind == "attempt_started"]
+    assert outcome == "tested", events
+    assert next(data for kind, data in events if kind == "accepted")["port"] == picked[0]
+    used = int(started[-1][started[-1].index("--port") + 1])
+    assert used != picked[0] and low <= used <= low + 20
+    assert "port_in_use" not in [data.get("outcome") for kind, data in events if kind == "attempt_finished"]
+
+
+def test_a_fixed_port_from_the_config_that_is_busy_ends_port_in_use_without_telling_to_leave_it(
+    tmp_path, monkeypatch
+) -> None:
+    import socket
+
+    runtime = _standin_runtime(tmp_path, monkeypatch, (8100, 8199))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        fixed = holder.getsockname()[1]
+        outcome = runtime.run_launch(_test_spec(fixed))
+    events = [(event[2], event[3]) for event in runtime.outbox]
+    finished = [data for kind, data in events if kind == "attempt_finished"]
+    assert outcome == "failed"
+    assert [data["outcome"] for data in finished] == ["port_in_use"]
+    assert f"Port {fixed}" in finished[0]["message"] and "in the config" in finished[0]["message"]

@@ -36,3 +36,12 @@ def test_make_demo_seeds_without_printing_commands_for_hosts_it_starts_itself() 
     assert LaunchConfig.objects.count() == 2
     run_script = (Path(__file__).resolve().parents[2] / "scripts" / "run.py").read_text()
     assert 'manage("seed_demo", "--no-worker-commands"' in run_script
+
+
+def test_the_seeded_configs_launch_the_bfloat16_demo_model_without_a_quantization_it_does_not_have() -> None:
+    # A config made without options (the README's API walk-through) must share the seeded limits.
+    call_command("seed_demo", "--no-worker-commands", stdout=io.StringIO())
+    model = ModelSpec.objects.get()
+    for config in LaunchConfig.objects.all():
+        plain = LaunchConfig(model=model, host=config.host, gpu_indices="0")
+        assert config.memory_options() == plain.memory_options(), config.name

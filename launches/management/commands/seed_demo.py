@@ -67,7 +67,6 @@ class Command(BaseCommand):
                         "gpu_indices": "0",
                         "port": port,
                         "served_model_name": "qwen3-8b-like",
-                        "quantization": "awq",
                         "gpu_memory_utilization": 0.9,
                     },
                 )
