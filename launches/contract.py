@@ -264,6 +264,8 @@ class LaunchSpec:
     native_context: int | None = None
     # What vLLM starts at without --max-model-len (LongRoPE: below native_context).
     default_context: int | None = None
+    # The model's RoPE base frequency, written into a YaRN launch's rope parameters.
+    rope_theta: float | None = None
     # A hybrid model's max_num_seqs learned from vLLM's Mamba-cache refusal, passed as --max-num-seqs.
     max_num_seqs: int | None = None
     base_command: list[str] = field(default_factory=list)
