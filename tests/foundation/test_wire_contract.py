@@ -28,6 +28,18 @@ def test_a_launch_spec_survives_a_trip_through_json() -> None:
     assert LaunchSpec.from_dict(json.loads(json.dumps(SPEC.to_dict()))) == SPEC
 
 
+def test_a_spec_stored_with_fields_no_host_reads_still_parses_without_them() -> None:
+    stored = {
+        **SPEC.to_dict(),
+        "base_command": ["vllm", "serve"],
+        "vllm_version": "0.32.0",
+        "fingerprint": "0f3a",
+        "fingerprint_fields": {"quantization": "awq"},
+    }
+    assert LaunchSpec.from_dict(stored) == SPEC
+    assert not {"base_command", "vllm_version", "fingerprint", "fingerprint_fields"} & set(SPEC.to_dict())
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
