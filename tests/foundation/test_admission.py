@@ -13,7 +13,7 @@ from gpus.models import DetectedLimit, ModelSpec
 from launches.admin_views import LaunchConfigViews
 from launches.contract import LaunchSpec
 from launches.models import Launch
-from tests.conftest import make_config, make_gpu, make_host, make_model
+from tests.factories import make_config, make_gpu, make_host, make_model
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +38,7 @@ def model_read_from(folder: Path, config: dict) -> ModelSpec:
     """A model whose config.json is read as the control worker reads it (``refresh_facts``)."""
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(config))
-    model = ModelSpec.objects.create(source=str(folder))
+    model = make_model(str(folder), native_context=None)
     assert model.refresh_facts(), model.facts_error
     return model
 

@@ -82,7 +82,7 @@ def test_a_malformed_event_is_refused_with_the_field_named(args: tuple, field: s
 @pytest.mark.django_db
 def test_an_event_the_worker_itself_garbled_is_stepped_over_once_the_grace_has_passed(settings) -> None:
     from launches.models import Launch
-    from tests.conftest import make_config, make_gpu, make_host
+    from tests.factories import make_config, make_gpu, make_host
 
     host = make_host()
     make_gpu(host, 0)
