@@ -261,8 +261,10 @@ class LaunchSpec:
     port: int | None
     kind: str = "launch"
     revision: str | None = None
+    # The longest --max-model-len the host's vLLM version accepts for the model (tokens), derived by
+    # the site from the model's facts under that version's rules.
     native_context: int | None = None
-    # What vLLM starts at without --max-model-len (LongRoPE: below native_context).
+    # What that version starts at without --max-model-len (LongRoPE: below native_context).
     default_context: int | None = None
     # The model's RoPE base frequency, written into a YaRN launch's rope parameters.
     rope_theta: float | None = None
