@@ -113,3 +113,18 @@ def test_a_limit_is_learned_under_the_options_and_version_the_launch_was_asked_f
     assert limit.vllm_version == "0.29.0"
     assert launch.fingerprint == fingerprint
     assert fields["extra_args"] == ["--block-size", "32"]
+
+
+def test_facts_a_host_reports_are_kept_whole_when_they_parse_and_only_as_lengths_when_not() -> None:
+    from launches.vllm.modelinfo import facts_from_config
+
+    launch = launch_on("0.29.0", make_model("acme/yarn-qwen"))
+    reported = facts_from_config(YARN_IN_CONFIG, model="acme/yarn-qwen").to_dict()
+    launch.apply_event(1, "model_facts", json.loads(json.dumps(reported)))
+    model = ModelSpec.objects.get(pk=launch.model_id)
+    assert model.lengths_for("0.29.0") == (131072, 131072, 500000.0)
+    assert model.lengths_for("0.32.0", ["--disable-sliding-window"]) == (32768, 32768, 500000.0)
+
+    model.apply_facts({"native_context": 32768, "default_context": 32768})
+    model.refresh_from_db()
+    assert model.facts is None and model.lengths_for("0.29.0") == (32768, 32768, None)
