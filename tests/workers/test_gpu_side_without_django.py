@@ -243,3 +243,30 @@ def test_a_state_file_of_the_previous_format_is_adopted_and_its_kept_up_server_r
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(10)
+
+
+def test_events_and_stop_answers_are_sent_while_other_threads_can_take_the_workers_lock(tmp_path) -> None:
+    """A broker that hangs on a send must not block launches, stops or the watcher."""
+    import threading
+
+    from launches.gpu.config import WorkerConfig
+    from launches.gpu.runtime import HostRuntime
+
+    lock_free: list[tuple[str, bool]] = []
+
+    def send(task: str, args: list) -> None:
+        def probe() -> None:
+            taken = runtime.state.lock.acquire(timeout=2)
+            if taken:
+                runtime.state.lock.release()
+            lock_free.append((task, taken))
+
+        other = threading.Thread(target=probe)
+        other.start()
+        other.join()
+
+    runtime = HostRuntime(WorkerConfig(host="h", vllm_command=["vllm"], state_dir=tmp_path), send=send)
+    assert runtime.stop_launch(4, "spec-b") == "unknown"
+    runtime.emit(4, "failed", {"reason": "Bad launch spec."})
+    assert runtime.send_outbox() == 1
+    assert lock_free == [("launches.control.launch_unknown", True), ("launches.control.apply_event", True)]
