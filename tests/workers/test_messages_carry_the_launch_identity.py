@@ -13,7 +13,8 @@ import pytest
 
 from launches import tasks
 from launches.contract import LaunchSpec
-from launches.gpu.runtime import HostRuntime, WorkerConfig
+from launches.gpu.config import WorkerConfig
+from launches.gpu.runtime import HostRuntime
 from launches.models import Launch, RefusedEvent
 from tests.factories import make_config, make_launch
 
