@@ -177,7 +177,8 @@ def fleet(request: HttpRequest) -> HttpResponse:
     for limit in DetectedLimit.objects.select_related("profile", "model").order_by(
         "profile__name", "model__source"
     ):
-        native = limit.model.native_context
+        # The model's native context under the vLLM version the limit was learned with.
+        native = limit.model.lengths_for(limit.vllm_version).native_context
         limits.append(
             {
                 "limit": limit,
