@@ -236,7 +236,13 @@ class HostRuntime:
     # --- events ------------------------------------------------------------------------------
 
     def emit(self, launch_id: int, kind: str, data: dict[str, Any]) -> int:
-        """Number one event and put it in the outbox (saved first); the sender thread sends it."""
+        """Number one event and put it in the outbox (saved first); the sender thread sends it.
+
+        Raises ``ContractError`` naming the field when ``data`` is not what ``kind`` carries: a sender's
+        mistake fails here, not as a refused event on the control side."""
+        from launches.contract import parse_payload
+
+        parse_payload(kind, data)
         with self.lock:
             seq = self.seqs.get(launch_id, 1)
             self.seqs[launch_id] = seq + 1
