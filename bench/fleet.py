@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from launches.gpu.runtime import LAUNCH_MARK  # noqa: E402
+from launches.gpu.host import LAUNCH_MARK  # noqa: E402
 from launches.vllm.process import kill_group  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 
@@ -317,7 +317,7 @@ def main() -> int:
         for process in reversed(processes):
             stop(process)
         for host in hosts:
-            from launches.gpu.runtime import kill_marked_groups
+            from launches.gpu.adopter import kill_marked_groups
 
             kill_marked_groups(host, grace=1)
         redis.stop()

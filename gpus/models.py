@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -356,6 +356,14 @@ def validate_model_source(value: str) -> None:
         ) from None
 
 
+class ModelLengths(NamedTuple):
+    """A model's lengths under one vLLM version's rules, in tokens (``ModelSpec.lengths_for``)."""
+
+    native_context: int | None
+    default_context: int | None
+    rope_theta: float | None
+
+
 class ModelSpec(models.Model):
     """A model and the facts read from its config.json."""
 
@@ -395,6 +403,12 @@ class ModelSpec(models.Model):
     head_dim = models.PositiveIntegerField(null=True, blank=True)
     dtype = models.CharField(max_length=40, blank=True)
     rope_scaling = models.JSONField(null=True, blank=True)
+    facts = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Everything read from config.json (launches.vllm.modelinfo.ModelFacts.to_dict): the "
+        "lengths under each host's vLLM version derive from it.",
+    )
     facts_read_at = models.DateTimeField(null=True, blank=True)
     facts_error = models.TextField(blank=True)
     facts_status = models.CharField(
@@ -411,7 +425,17 @@ class ModelSpec(models.Model):
         return f"{self.source}@{self.revision}" if self.revision else self.source
 
     def apply_facts(self, facts: dict[str, Any]) -> None:
-        """Store facts read from config.json (by the control worker or a GPU host)."""
+        """Store facts read from config.json (by the control worker or a GPU host): ``facts`` is
+        ``ModelFacts.to_dict()``. The whole dict is kept (``facts``) when it parses as ``ModelFacts``,
+        so that ``lengths_for`` can derive the lengths under any vLLM version."""
+        from launches.vllm.modelinfo import ModelFacts
+
+        try:
+            ModelFacts.from_dict(facts)
+        except (TypeError, ValueError):
+            complete = None
+        else:
+            complete = dict(facts)
         self.native_context = facts.get("native_context")
         self.default_context = facts.get("default_context")
         self.max_len_key = facts.get("max_len_key") or ""
@@ -423,10 +447,38 @@ class ModelSpec(models.Model):
         self.head_dim = facts.get("head_dim")
         self.dtype = facts.get("dtype") or ""
         self.rope_scaling = facts.get("rope_scaling")
+        self.facts = complete
         self.facts_read_at = timezone.now()
         self.facts_error = ""
         self.facts_status = self.FactsStatus.READ
         self.save()
+
+    def lengths_for(self, vllm_version: str | None, extra_args: Sequence[str] = ()) -> ModelLengths:
+        """The lengths a launch of this model asks for and sends to its host, under the rules of
+        ``vllm_version`` (the host's; "" or None: the newest rules), in tokens, with the model's
+        ``rope_theta`` (None when unknown).
+
+        ``extra_args`` are the launch's extra vLLM arguments: ``--disable-sliding-window`` caps both
+        lengths at the model's sliding window, as vLLM does. A row read before the full facts were
+        stored, or a version that is not a version number, gives the stored lengths (those of
+        ``facts_vllm_version``) and no ``rope_theta``.
+        """
+        from launches.vllm.flags import has_flag
+        from launches.vllm.modelinfo import ModelFacts
+        from launches.vllm.versions import VllmVersionError
+
+        stored = ModelLengths(self.native_context, self.default_context, None)
+        if not self.facts:
+            return stored
+        facts = ModelFacts.from_dict(self.facts)
+        try:
+            native, default = facts.lengths_for_version(
+                vllm_version or None,
+                disable_sliding_window=has_flag(list(extra_args), "--disable-sliding-window"),
+            )
+        except VllmVersionError:
+            return stored._replace(rope_theta=facts.rope_theta)
+        return ModelLengths(native, default, facts.rope_theta)
 
     def record_facts_error(self, message: str) -> None:
         self.facts_error = message
@@ -520,10 +572,9 @@ class DetectedLimitQuerySet(models.QuerySet["DetectedLimit"]):
         earlier "fits" floor, except in a re-detect, which replaces whatever it finds. A
         ``max_num_seqs`` vLLM named for a hybrid model is kept whatever the length does.
         """
-        spec = launch.spec or {}
         values = {
-            "fingerprint_fields": spec.get("fingerprint_fields") or {},
-            "vllm_version": spec.get("vllm_version") or launch.host.vllm_version or "",
+            "fingerprint_fields": launch.memory_fingerprint_fields(),
+            "vllm_version": launch.vllm_version,
             "max_model_len": max_model_len,
             "kv_capacity_tokens": kv_capacity_tokens,
             "learned_from": learned_from,

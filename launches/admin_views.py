@@ -184,7 +184,8 @@ class LaunchConfigViews:
         if config is None or not config.model_id:
             return data
         data["model"] = str(config.model)
-        data["native_context"] = config.model.native_context
+        # Under the host's vLLM version, as the launch will ask for it.
+        data["native_context"] = config.model_lengths().native_context
         data["facts_error"] = (
             config.model.facts_error if config.model.facts_status == ModelSpec.FactsStatus.ERROR else ""
         )

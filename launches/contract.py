@@ -611,15 +611,15 @@ class LaunchSpec:
     port: int | None
     kind: str = "launch"
     revision: str | None = None
+    # The longest --max-model-len the host's vLLM version accepts for the model (tokens), derived by
+    # the site from the model's facts under that version's rules.
     native_context: int | None = None
-    # What vLLM starts at without --max-model-len (LongRoPE: below native_context).
+    # What that version starts at without --max-model-len (LongRoPE: below native_context).
     default_context: int | None = None
     # The model's RoPE base frequency, written into a YaRN launch's rope parameters.
     rope_theta: float | None = None
     # A hybrid model's max_num_seqs learned from vLLM's Mamba-cache refusal, passed as --max-num-seqs.
     max_num_seqs: int | None = None
-    base_command: list[str] = field(default_factory=list)
-    vllm_version: str | None = None
     known_limit: int | None = None
     ceiling_hint: int | None = None
     yarn_factor: float = 1.0
@@ -628,8 +628,6 @@ class LaunchSpec:
     gpu_uuids: list[str] = field(default_factory=list)
     served_model_name: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    fingerprint: str = ""
-    fingerprint_fields: dict[str, Any] = field(default_factory=dict)
     detect_only: bool = False
     # Auto-restart: restart a crashed server at most ``restart_limit`` times in ``restart_window_s``.
     keep_up: bool = False
@@ -641,7 +639,12 @@ class LaunchSpec:
 
     @classmethod
     def from_dict(cls, data: Any) -> LaunchSpec:
-        """Parse a spec as it arrives; raises ``ContractError`` naming the field that is wrong."""
+        """Parse a spec as it arrives; raises ``ContractError`` naming the field that is wrong.
+
+        Keys the contract does not know are ignored: a spec stored or queued by an earlier site may
+        still carry ``base_command``, ``vllm_version``, ``fingerprint`` and ``fingerprint_fields``,
+        which no host reads.
+        """
         if not isinstance(data, dict):
             raise ContractError(f"spec: expected an object, got {type(data).__name__}.")
         known = {item.name for item in fields(cls)}

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import logging
-import shlex
-import uuid
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -11,18 +9,18 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import IntegrityError, models, transaction
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from gpus.fingerprint import memory_fingerprint
-from gpus.models import DetectedLimit, Gpu, GpuProfile
+from gpus.models import DetectedLimit, Gpu, GpuProfile, ModelLengths
 from launches.contract import (
     MEMORY_OPTION_FIELDS,
     RUN_LAUNCH_TASK,
     STOP_LAUNCH_TASK,
-    LaunchSpec,
+    MemoryOptions,
     wanted_length,
 )
 from launches.events import LaunchEventsMixin
@@ -186,10 +184,20 @@ class LaunchConfig(models.Model):
     def extra_args_list(self) -> list[str]:
         return parse_extra_args(self.extra_args)
 
+    def model_lengths(self) -> ModelLengths:
+        """The model's (native context, default context, rope_theta) under the vLLM version of this
+        config's host and with its extra arguments (``ModelSpec.lengths_for``); lengths in tokens."""
+        version = self.host.vllm_version if self.host_id else None
+        try:
+            extra_args = self.extra_args_list
+        except ExtraArgsError:
+            extra_args = []
+        return self.model.lengths_for(version, extra_args)
+
     def wanted_context(self) -> int | None:
-        """Native × YaRN factor, lowered to the cap (``contract.wanted_length``); None while the
-        model's native context is unknown."""
-        native = self.model.native_context
+        """Native × YaRN factor, lowered to the cap (``contract.wanted_length``), with the native
+        context under the host's vLLM version (``model_lengths``); None while it is unknown."""
+        native = self.model_lengths().native_context
         if native is None:
             return None
         return wanted_length(native, float(self.effective_yarn_factor), self.context_cap)
@@ -302,6 +310,8 @@ class LaunchConfig(models.Model):
             "model": self.model.source,
             "revision": self.model.revision,
             "host": self.host.name,
+            # The host's vLLM version when the launch was asked for: part of the memory fingerprint.
+            "vllm_version": self.host.vllm_version,
             "gpu_indices": self.gpu_index_list,
             "port": self.port,
             "served_model_name": self.served_model_name,
@@ -477,127 +487,28 @@ class LaunchQuerySet(models.QuerySet["Launch"]):
         return directive
 
     def start(self, config: LaunchConfig, user, kind: str = "launch") -> Launch:
-        """Create the launch row and enqueue its self-contained spec on the host's queue at commit.
+        """Admit a launch of ``config`` by ``user`` (``launches.admission.admit``): the checks, the row
+        and its GPU lease, the spec built from the row, sent to the host's queue at commit.
 
         The known limit for this GPU profile, model and memory fingerprint is looked up here, so the
-        GPU host needs no database. Re-detect ignores (and later replaces) the known limit.
+        GPU host needs no database. Re-detect ignores (and later replaces) the known limit. Raises
+        ``LaunchRefused`` with the reason in words.
         """
-        host = config.host
-        if config.model.facts_problem:
-            raise LaunchRefused(config.model.facts_problem)
-        cards = list(
-            Gpu.objects.current()
-            .filter(host=host, index__in=config.gpu_index_list)
-            .select_related("profile")
-            .order_by("index")
-        )
-        missing = sorted(set(config.gpu_index_list) - {card.index for card in cards})
-        if not host.is_online:
-            # Its queue would keep the spec until the worker comes back, maybe long after the launch ended.
-            seen = host.last_heartbeat
-            since = (
-                f"has not reported since {timezone.localtime(seen):%Y-%m-%d %H:%M:%S %Z}"
-                if seen
-                else "has never reported"
-            )
-            raise LaunchRefused(
-                f"The host {host.name} is offline: its GPU worker {since}. "
-                f"Start the GPU worker on {host.name}, then launch again."
-            )
-        if host.launch_problem():
-            raise LaunchRefused(host.launch_problem())
-        if missing:
-            raise LaunchRefused(
-                f"Host {host.name} has not reported GPU {', '.join(map(str, missing))}. "
-                "Check that its GPU worker is running and the GPU indices in the config."
-            )
-        profiles = {card.profile_id for card in cards}
-        if len(profiles) > 1:
-            raise LaunchRefused("The GPUs of one launch must be of the same kind; choose cards of one model.")
-        self._refuse_if_busy(host, config.gpu_index_list)
-        if config.port_problem():
-            raise LaunchRefused(config.port_problem())
-        fingerprint, fields = memory_fingerprint(
-            {**config.memory_options(), "vllm_version": host.vllm_version}
-        )
-        profile = cards[0].profile
-        # Looked up for every kind: a re-detect ignores it but the live page says what it replaces.
-        saved = DetectedLimit.objects.for_config(
-            profile=profile,
-            model=config.model,
-            memory_options=config.memory_options(),
-            vllm_version=host.vllm_version,
-        ).first()
-        known = saved if kind != Launch.Kind.REDETECT else None
-        wanted = config.wanted_context()
-        known_limit, ceiling_hint = known.start_values(wanted) if known else (None, None)
-        snapshot = config.snapshot()
-        try:
-            with transaction.atomic():
-                launch = self.create(
-                    kind=kind,
-                    config=config,
-                    config_snapshot=snapshot,
-                    host=host,
-                    model=config.model,
-                    gpu_profile=profile,
-                    requested_by=user if getattr(user, "is_authenticated", False) else None,
-                    fingerprint=fingerprint,
-                    known_limit=known_limit,
-                    saved_limit=saved.max_model_len if saved else None,
-                    saved_limit_is_ceiling=saved.is_ceiling if saved else None,
-                    wanted_context=wanted,
-                    task_id=str(uuid.uuid4()),
-                )
-                if kind != Launch.Kind.TEST_YARN:
-                    GpuLease.objects.take(launch, config.gpu_index_list)
-                launch.spec = LaunchSpec(
-                    launch_id=launch.pk,
-                    spec_id=launch.task_id,
-                    kind=kind,
-                    model=config.model.source,
-                    revision=config.model.revision or None,
-                    native_context=config.model.native_context,
-                    default_context=config.model.default_context,
-                    max_num_seqs=known.max_num_seqs if known else None,
-                    base_command=shlex.split(host.vllm_command),
-                    vllm_version=host.vllm_version or None,
-                    known_limit=launch.known_limit,
-                    ceiling_hint=ceiling_hint,
-                    yarn_factor=float(config.effective_yarn_factor),
-                    context_cap=config.context_cap,
-                    gpu_indices=config.gpu_index_list,
-                    gpu_uuids=[card.uuid for card in cards],
-                    port=config.port,
-                    served_model_name=config.served_model_name or None,
-                    options={**config.memory_options(), "extra_args": config.extra_args_list},
-                    fingerprint=fingerprint,
-                    fingerprint_fields=fields,
-                    detect_only=kind == Launch.Kind.TEST_YARN,
-                    keep_up=config.keep_up and kind == Launch.Kind.LAUNCH,
-                    restart_limit=settings.RESTART_LIMIT,
-                    restart_window_s=settings.RESTART_WINDOW_MINUTES * 60,
-                ).to_dict()
-                launch.save(update_fields=["spec"])
-        except IntegrityError:
-            # Another request took a card between the check above and the lease: say who holds it.
-            self._refuse_if_busy(host, config.gpu_index_list)
-            raise LaunchRefused(
-                f"GPU {config.gpu_index_list} on {host.name} was just taken by another launch; try again."
-            ) from None
-        # Robust: a broker that is away must not fail the request; the reconciliation sends it again.
-        transaction.on_commit(launch.send_spec, robust=True)
-        return launch
+        from launches.admission import admit
 
-    def _refuse_if_busy(self, host, indices: list[int]) -> None:
-        busy = self.active().filter(host=host).exclude(kind=Launch.Kind.TEST_YARN)
-        for other in busy.only("id", "config_snapshot"):
-            if set(other.config_snapshot.get("gpu_indices", [])) & set(indices):
-                raise LaunchRefused(
-                    f"Launch #{other.pk} is still using GPU "
-                    f"{', '.join(map(str, other.config_snapshot.get('gpu_indices') or []))} "
-                    f"on {host.name}; stop it first (one launch at a time per GPU)."
-                )
+        return admit(config, user, kind)
+
+
+def snapshot_fingerprint(snapshot: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The memory fingerprint (``gpus.fingerprint.memory_fingerprint``: digest, fields) of a launch's
+    config snapshot: its memory options, extra arguments and the vLLM version it was asked for under."""
+    return memory_fingerprint(
+        {
+            **MemoryOptions.from_dict(snapshot).to_dict(),
+            "extra_args": snapshot.get("extra_args") or [],
+            "vllm_version": snapshot.get("vllm_version"),
+        }
+    )
 
 
 class Launch(LaunchEventsMixin, models.Model):
@@ -733,6 +644,16 @@ class Launch(LaunchEventsMixin, models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in self.Status.terminal()
+
+    @property
+    def vllm_version(self) -> str:
+        """The host's vLLM version when the launch was asked for (its snapshot); for a launch whose
+        snapshot does not say, the host's now ("" when unknown)."""
+        return self.config_snapshot.get("vllm_version") or self.host.vllm_version or ""
+
+    def memory_fingerprint_fields(self) -> dict[str, Any]:
+        """The options this launch's memory fingerprint is computed from (``snapshot_fingerprint``)."""
+        return snapshot_fingerprint({**self.config_snapshot, "vllm_version": self.vllm_version})[1]
 
     @property
     def can_be_stopped(self) -> bool:

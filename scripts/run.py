@@ -82,7 +82,7 @@ class Supervisor:
         if not self.gpu_hosts:
             return
         sys.path.insert(0, str(ROOT))
-        from launches.gpu.runtime import kill_marked_groups
+        from launches.gpu.adopter import kill_marked_groups
 
         for host in self.gpu_hosts:
             kill_marked_groups(host, grace=10)

@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # Imported after the guard, so that nothing they import can bring Django in unnoticed.
     from launches.gpu.app import app
-    from launches.gpu.runtime import HostRuntime, WorkerConfig, set_runtime
+    from launches.gpu.config import WorkerConfig
+    from launches.gpu.runtime import HostRuntime, set_runtime
 
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = WorkerConfig.from_env(args.host)

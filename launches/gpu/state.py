@@ -23,7 +23,7 @@ class ServerRecord:
     status: str  # "starting", "ready", "restarting" or "stopping"
     gpu_indices: list[int]
     port: int
-    # The next event number of this launch; written before an event is sent (see HostRuntime.emit).
+    # The next event number of this launch; written before an event is sent (see EventStream.emit).
     next_seq: int = 1
     pid: int | None = None
     pgid: int | None = None
@@ -34,8 +34,11 @@ class ServerRecord:
     # launches.vllm.process), so a restarted worker can follow the server it adopts.
     log_path: str = ""
     used_mib: dict[str, int] = field(default_factory=dict)
-    # Auto-restart: the spec to start again from, when (epoch seconds) the server was restarted, and
-    # how many attempts earlier starts made (a restart's attempts are numbered after them).
+    # The worker picked ``port`` from its range (the config has none): it may replace a busy one.
+    port_picked: bool = False
+    # Auto-restart: the spec to start again from (``LaunchSpec.to_dict``), when (epoch seconds) the
+    # server was restarted, and how many attempts earlier starts made (a restart's attempts are
+    # numbered after them).
     spec: dict[str, Any] = field(default_factory=dict)
     restarted_at: list[float] = field(default_factory=list)
     attempts_before: int = 0
@@ -47,6 +50,9 @@ class ServerRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ServerRecord:
         known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        if "port_picked" not in data:
+            # Written by a worker that kept this mark in the spec it stored.
+            known["port_picked"] = bool((data.get("spec") or {}).get("port_picked"))
         return cls(**known)
 
     def summary(self) -> dict[str, Any]:

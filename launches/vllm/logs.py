@@ -119,6 +119,27 @@ _MODEL_NOT_FOUND = re.compile(
     r"|GatedRepoError|access a gated repo|Cannot access gated repo|401 Client Error"
     r"|HFValidationError|Repo id must be in the form|Invalid repository ID or local directory specified"
 )
+# Failures whose sentence needs no number from the line, in the order they are looked for.
+_FIXED_FAILURES: tuple[tuple[re.Pattern[str], Outcome, str], ...] = (
+    (
+        _NO_MEMORY,
+        Outcome.WEIGHTS_DO_NOT_FIT,
+        "No GPU memory left for the KV cache after loading the weights; raise gpu_memory_utilization, "
+        "quantize, or use more GPUs",
+    ),
+    (
+        _OOM,
+        Outcome.WEIGHTS_DO_NOT_FIT,
+        "The model's weights do not fit in GPU memory (CUDA out of memory); quantize, use more GPUs, "
+        "or raise gpu_memory_utilization",
+    ),
+    (
+        _MODEL_NOT_FOUND,
+        Outcome.MODEL_NOT_FOUND,
+        "vLLM could not find the model (no such local folder or Hugging Face repo, or no config.json); "
+        "check the model id, revision and token",
+    ),
+)
 _READY = re.compile(r"Application startup complete\.")
 _KV_TOKENS = re.compile(r"(?:[A-Z]+(?: \+ host)? )?KV cache size: ([\d,]+) tokens")
 _BLOCKS = re.compile(r"# (?:GPU|CUDA|cuda) blocks: (\d+)")
@@ -285,29 +306,11 @@ class LogWatcher:
                 "hold GPU memory (or lower gpu_memory_utilization)",
                 decisive_line=line,
             )
-        if _NO_MEMORY.search(line):
-            return Verdict(
-                Outcome.WEIGHTS_DO_NOT_FIT,
-                message="No GPU memory left for the KV cache after loading the weights; raise "
-                "gpu_memory_utilization, quantize, or use more GPUs",
-                decisive_line=line,
-            )
-        if _OOM.search(line):
-            return Verdict(
-                Outcome.WEIGHTS_DO_NOT_FIT,
-                message="The model's weights do not fit in GPU memory (CUDA out of memory); quantize, "
-                "use more GPUs, or raise gpu_memory_utilization",
-                decisive_line=line,
-            )
         if port := self._port_failure(line):
             return port
-        if _MODEL_NOT_FOUND.search(line):
-            return Verdict(
-                Outcome.MODEL_NOT_FOUND,
-                message="vLLM could not find the model (no such local folder or Hugging Face repo, or "
-                "no config.json); check the model id, revision and token",
-                decisive_line=line,
-            )
+        for pattern, outcome, message in _FIXED_FAILURES:
+            if pattern.search(line):
+                return Verdict(outcome, message=message, decisive_line=line)
         return None
 
     def capacity(self) -> int | None:

@@ -94,35 +94,6 @@ _LENGTH_KEYS = (  # vLLM 0.32.0 transformers_utils/model_arch_config_convertor.p
     "seq_len",
 )
 _DTYPE_SIZE = {"float32": 4, "float": 4, "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
-# vLLM 0.32.0 model_arch_config_convertor.py (is_deepseek_mla).
-_MLA_TYPES = frozenset(
-    {
-        "axk1",
-        "deepseek_v2",
-        "deepseek_v3",
-        "deepseek_v32",
-        "deepseek_v4",
-        "deepseek_v41",
-        "dots3_note",
-        "deepseek_mtp",
-        "k3_dspark",
-        "glm5_next",
-        "glm5_next_text",
-        "glm_moe_dsa",
-        "glm4_moe_lite",
-        "glm4_moe_lite_mtp",
-        "kimi_k2",
-        "kimi_linear",
-        "longcat_flash",
-        "pangu_ultra_moe",
-        "pangu_ultra_moe_mtp",
-        "bailing_hybrid",
-        "bailing_hybrid_mtp",
-        "bailing_hybrid_v3_mtp",
-        "hy_v4",
-        "hy_v4_mtp",
-    }
-)
 
 
 class StandinModel:
@@ -183,10 +154,11 @@ class StandinModel:
         kv_names = ("n_head_kv", "num_kv_heads", "num_key_value_heads", "multi_query_group_num")
         self.kv_heads = next((n for n in (getattr(text, k, None) for k in kv_names) if n), heads)
         self.head_size = getattr(text, "head_dim", None) or self.hidden // heads
-        # vLLM 0.32.0 model_arch_config_convertor.py (is_deepseek_mla, get_head_size): DeepSeek-style
-        # latent attention caches one vector of kv_lora_rank + qk_rope_head_dim per layer and token.
+        # DeepSeek-style latent attention caches one vector of kv_lora_rank + qk_rope_head_dim per layer
+        # and token. Told here by the config's latent rank alone (every model type vLLM 0.32.0's
+        # is_deepseek_mla names has one), not by vLLM's list of model types the product keeps.
         self.mla_width = 0
-        if str(getattr(text, "model_type", "")) in _MLA_TYPES and getattr(text, "kv_lora_rank", None):
+        if getattr(text, "kv_lora_rank", None):
             self.mla_width = text.kv_lora_rank + (getattr(text, "qk_rope_head_dim", None) or 0)
         self.heads = heads
         self.dtype = str(getattr(text, "dtype", None) or config.get("torch_dtype") or "bfloat16")

@@ -8,9 +8,16 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from launches.models import Launch, LaunchAttempt, LaunchEvent
-from tests.conftest import make_gpu, make_host, make_profile
-from tests.ui.conftest import learn_limit, make_launch
+from launches.models import Launch
+from tests.factories import (
+    learn_limit,
+    make_attempt,
+    make_event,
+    make_gpu,
+    make_host,
+    make_launch,
+    make_profile,
+)
 
 
 @pytest.fixture
@@ -37,11 +44,11 @@ def known_fleet(config, gpu, profile, operator):
     launch("queued", age=90)
     launch("starting", age=30)
     for number, outcome in enumerate(["context_too_long", "ready", "gpu_busy", "context_too_long"], 1):
-        LaunchAttempt.objects.create(launch=first, number=number, outcome=outcome)
+        make_attempt(first, number, outcome=outcome)
     # Events 9 and 10 arrived, event 8 not yet: two wait.
     Launch.objects.filter(pk=first.pk).update(last_seq=7)
     for seq in (5, 6, 7, 9, 10):
-        LaunchEvent.objects.create(launch=first, seq=seq, kind="log")
+        make_event(first, seq, "log")
 
 
 def scrape(client, **headers) -> dict:

@@ -9,8 +9,7 @@ import pytest
 from django.utils import timezone
 
 from launches.models import Launch
-from tests.conftest import make_host, make_model, make_user
-from tests.ui.conftest import make_launch
+from tests.factories import make_config, make_host, make_launch, make_model, make_user
 
 
 @pytest.fixture
@@ -89,8 +88,8 @@ def test_the_search_finds_model_config_name_user_host_port_and_id(
     as_viewer, history, config, operator
 ) -> None:
     special = make_launch(
-        config.__class__.objects.create(
-            name="nightly-eval",
+        make_config(
+            "nightly-eval",
             model=make_model("mistralai/Mistral-Small"),
             host=make_host("gpu-rack-9"),
             port=9123,

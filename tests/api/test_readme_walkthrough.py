@@ -20,7 +20,8 @@ import pytest
 
 from gpus.models import DetectedLimit, ModelSpec
 from launches.models import Launch
-from tests.conftest import OPERATORS, make_user
+from launches.permissions import OPERATORS
+from tests.factories import make_user
 from tests.ports import free_port
 from tests.workers.conftest import (
     CONTROL_QUEUE,
@@ -159,7 +160,7 @@ def test_a_yarn_test_and_a_redetect_through_the_api_report_what_the_live_page_sh
     import requests
     from rest_framework.authtoken.models import Token
 
-    from tests.workers.helpers import demo_model
+    from tests.factories import demo_model
 
     host = host_name("api-3060")
     wait_for(lambda: _host_reported(host), 40, f"{host}'s first report")

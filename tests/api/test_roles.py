@@ -11,7 +11,7 @@ import pytest
 from launches.models import Launch, LaunchConfig
 from launches.permissions import NO_ROLE, OPERATORS_ONLY
 from tests.api.conftest import PERSONAS, token_client
-from tests.ui.conftest import learn_limit
+from tests.factories import learn_limit
 
 READERS = {"viewer", "operator", "superuser"}
 ACTORS = {"operator", "superuser"}

@@ -11,15 +11,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gpus.models import Gpu, GpuProfile
 from tests.api.conftest import token_client
-from tests.ui.conftest import learn_limit, make_launch
+from tests.factories import learn_limit, make_launch, make_profile
 
 SIMULATED = "NVIDIA GeForce RTX 3060 (12 GiB) · simulated"
 
 
 def simulated_profile(config) -> GpuProfile:
-    profile = GpuProfile.objects.create(
-        name="NVIDIA GeForce RTX 3060", memory_total_mib=12288, simulated=True
-    )
+    profile = make_profile("NVIDIA GeForce RTX 3060", 12288, simulated=True)
     Gpu.objects.filter(host=config.host).update(profile=profile)
     return profile
 

@@ -6,8 +6,7 @@ import pytest
 
 from gpus.models import ModelSpec
 from launches.models import Launch, LaunchConfig, LaunchConfigChange
-from tests.conftest import make_config, make_host
-from tests.ui.conftest import make_launch
+from tests.factories import make_config, make_host, make_launch
 
 
 def create(client, config, **fields):

@@ -11,9 +11,9 @@ from django.db import connection
 from launches.models import RUN_LAUNCH_TASK, GpuLease, Launch, LaunchRefused, RefusedEvent, send_to_host
 from launches.tasks import apply_event
 from tests.chaos.drills import assert_settled
-from tests.conftest import make_config, make_gpu, make_host, make_model
+from tests.factories import demo_model, make_config, make_gpu, make_host, make_model
 from tests.workers.conftest import H100, host_name
-from tests.workers.helpers import config_for, demo_model, wait_status
+from tests.workers.helpers import config_for, wait_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -9,8 +9,9 @@ from django.db import connection, transaction
 
 from launches.models import Launch
 from tests.chaos.drills import assert_settled
+from tests.factories import demo_model
 from tests.workers.conftest import H100, host_name, wait_for
-from tests.workers.helpers import config_for, demo_model, wait_status
+from tests.workers.helpers import config_for, wait_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

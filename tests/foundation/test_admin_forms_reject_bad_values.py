@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from launches.models import LaunchConfig
-from tests.conftest import make_host, make_model
+from tests.factories import make_host, make_model
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from django.db import IntegrityError, transaction
 
 from gpus.models import DetectedLimit, Gpu
 from launches.models import LaunchConfig, LaunchEvent
-from tests.conftest import make_config, make_gpu, make_host, make_model, make_profile
+from tests.factories import make_config, make_gpu, make_host, make_launch, make_model, make_profile
 
 pytestmark = pytest.mark.django_db
 
@@ -50,10 +50,7 @@ def test_a_context_cap_of_zero_is_refused_by_the_database():
 
 
 def test_a_launch_event_number_is_stored_once_per_launch():
-    from launches.models import Launch
-
-    config = make_config()
-    launch = Launch.objects.create(config_snapshot={}, host=config.host, model=config.model)
+    launch = make_launch(make_config())
     LaunchEvent.objects.create(launch=launch, seq=1, kind="attempt_started")
     with pytest.raises(IntegrityError), transaction.atomic():
         LaunchEvent.objects.create(launch=launch, seq=1, kind="attempt_started")

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from launches.models import Launch
-from tests.conftest import make_config, make_gpu, make_host
+from tests.factories import make_config, make_gpu, make_host
 
 pytestmark = pytest.mark.django_db
 

@@ -5,32 +5,30 @@ from django.contrib import admin
 from django.urls import reverse
 
 from launches.models import Launch, LaunchAttempt, LaunchConfig, LaunchEvent
-from tests.conftest import make_config, make_gpu, make_host, make_model
+from tests.factories import (
+    learn_limit,
+    make_attempt,
+    make_config,
+    make_event,
+    make_gpu,
+    make_host,
+    make_launch,
+    make_model,
+)
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def one_of_everything():
-    from gpus.models import DetectedLimit
 
     host = make_host("gpu-a")
     gpu = make_gpu(host)
     config = make_config(host=host, model=make_model())
-    launch = Launch.objects.create(
-        config=config, config_snapshot=config.snapshot(), host=host, model=config.model
-    )
-    LaunchAttempt.objects.create(launch=launch, number=1, requested_len=40960, argv=["vllm", "serve"])
-    LaunchEvent.objects.create(launch=launch, seq=1, kind="attempt_started", data={})
-    DetectedLimit.objects.create(
-        profile=gpu.profile,
-        model=config.model,
-        fingerprint="f",
-        fingerprint_fields={},
-        max_model_len=26624,
-        learned_from="refusal",
-        launch=launch,
-    )
+    launch = make_launch(config)
+    make_attempt(launch, 1, requested_len=40960, argv=["vllm", "serve"])
+    make_event(launch, 1, "attempt_started", {})
+    learn_limit(config, gpu.profile, 26624, launch=launch)
     return [
         host,
         gpu,

@@ -28,6 +28,18 @@ def test_a_launch_spec_survives_a_trip_through_json() -> None:
     assert LaunchSpec.from_dict(json.loads(json.dumps(SPEC.to_dict()))) == SPEC
 
 
+def test_a_spec_stored_with_fields_no_host_reads_still_parses_without_them() -> None:
+    stored = {
+        **SPEC.to_dict(),
+        "base_command": ["vllm", "serve"],
+        "vllm_version": "0.32.0",
+        "fingerprint": "0f3a",
+        "fingerprint_fields": {"quantization": "awq"},
+    }
+    assert LaunchSpec.from_dict(stored) == SPEC
+    assert not {"base_command", "vllm_version", "fingerprint", "fingerprint_fields"} & set(SPEC.to_dict())
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -70,7 +82,7 @@ def test_a_malformed_event_is_refused_with_the_field_named(args: tuple, field: s
 @pytest.mark.django_db
 def test_an_event_the_worker_itself_garbled_is_stepped_over_once_the_grace_has_passed(settings) -> None:
     from launches.models import Launch
-    from tests.conftest import make_config, make_gpu, make_host
+    from tests.factories import make_config, make_gpu, make_host
 
     host = make_host()
     make_gpu(host, 0)

@@ -6,17 +6,20 @@ but in no role). A launch's progress is simulated by writing the rows the contro
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal
-
 import pytest
 from django.contrib.auth.models import User
-from django.utils import timezone
 
-from gpus.fingerprint import memory_fingerprint
-from gpus.models import DetectedLimit, Gpu, GpuProfile, Host, ModelSpec
-from launches.models import Launch, LaunchAttempt, LaunchConfig, LaunchEvent
-from tests.conftest import PASSWORD  # noqa: F401  (the browser tests log in with it)
+from gpus.models import Gpu, GpuProfile, Host, ModelSpec
+from launches.models import Launch, LaunchConfig
+from tests.factories import (
+    make_config,
+    make_gpu,
+    make_host,
+    make_launch,
+    make_model,
+    make_profile,
+    simulate_refusal_then_ready,
+)
 
 
 @pytest.fixture
@@ -26,46 +29,27 @@ def personas(operator, viewer, outsider) -> dict[str, User]:
 
 @pytest.fixture
 def host(db) -> Host:
-    return Host.objects.create(name="desk-3060", vllm_version="0.10.1", last_heartbeat=timezone.now())
+    return make_host("desk-3060", vllm_version="0.10.1")
 
 
 @pytest.fixture
 def profile(db) -> GpuProfile:
-    return GpuProfile.objects.create(name="NVIDIA GeForce RTX 3060", memory_total_mib=12288)
+    return make_profile()
 
 
 @pytest.fixture
 def gpu(host, profile) -> Gpu:
-    return Gpu.objects.create(host=host, index=0, uuid="GPU-1111", profile=profile, memory_free_mib=11800)
+    return make_gpu(host, 0, profile, uuid="GPU-1111", memory_free_mib=11800)
 
 
 @pytest.fixture
 def model_spec(db) -> ModelSpec:
-    return ModelSpec.objects.create(source="Qwen/Qwen3-8B-AWQ", native_context=40960)
+    return make_model("Qwen/Qwen3-8B-AWQ", 40960)
 
 
 @pytest.fixture
 def config(model_spec, host, gpu, operator) -> LaunchConfig:
-    return LaunchConfig.objects.create(
-        name="qwen-desk", model=model_spec, host=host, quantization="awq", created_by=operator
-    )
-
-
-def learn_limit(
-    config: LaunchConfig, profile: GpuProfile, tokens: int = 26624, learned_from: str = "refusal"
-) -> DetectedLimit:
-    fingerprint, fields = memory_fingerprint(
-        {**config.memory_options(), "vllm_version": config.host.vllm_version}
-    )
-    return DetectedLimit.objects.create(
-        profile=profile,
-        model=config.model,
-        fingerprint=fingerprint,
-        fingerprint_fields=fields,
-        vllm_version=config.host.vllm_version,
-        max_model_len=tokens,
-        learned_from=learned_from,
-    )
+    return make_config("qwen-desk", model=model_spec, host=host, quantization="awq", created_by=operator)
 
 
 def form_data(config: LaunchConfig, **changes) -> dict:
@@ -103,128 +87,6 @@ def form_data(config: LaunchConfig, **changes) -> dict:
     return data
 
 
-def simulate_refusal_then_ready(launch: Launch, base: dt.datetime | None = None) -> Launch:
-    """Write the events and attempts of a first detection: refusal at 40,960, ready at 26,624."""
-    base = base or timezone.now()
-    argv = ["vllm", "serve", "Qwen/Qwen3-8B-AWQ", "--port", "8000"]
-    events = [
-        (
-            "attempt_started",
-            {"attempt": 1, "requested_len": 40960, "argv": [*argv, "--max-model-len", "40960"]},
-        ),
-        (
-            "log",
-            {
-                "attempt": 1,
-                "lines": ["INFO Loading weights", "ERROR ... estimated maximum model length is 26624"],
-            },
-        ),
-        (
-            "attempt_finished",
-            {
-                "attempt": 1,
-                "outcome": "context_too_long",
-                "parsed_len": 26624,
-                "exit_code": 1,
-                "message": "KV cache too small",
-                "log_tail": "ERROR ... estimated maximum model length is 26624",
-                "started_at": base.isoformat(),
-                "ended_at": (base + dt.timedelta(seconds=31)).isoformat(),
-            },
-        ),
-        (
-            "attempt_started",
-            {"attempt": 2, "requested_len": 26624, "argv": [*argv, "--max-model-len", "26624"]},
-        ),
-        ("log", {"attempt": 2, "lines": ["INFO Application startup complete."]}),
-        (
-            "attempt_finished",
-            {
-                "attempt": 2,
-                "outcome": "ready",
-                "parsed_len": 26624,
-                "exit_code": None,
-                "message": "",
-                "log_tail": "INFO Application startup complete.",
-                "started_at": (base + dt.timedelta(seconds=32)).isoformat(),
-                "ended_at": (base + dt.timedelta(seconds=70)).isoformat(),
-            },
-        ),
-        ("limit_learned", {"max_model_len": 26624, "learned_from": "refusal", "kv_capacity_tokens": 26800}),
-        (
-            "ready",
-            {
-                "url": "http://desk-3060:8000/v1",
-                "max_model_len": 26624,
-                "kv_capacity_tokens": 26800,
-                "pid": 4242,
-                "pgid": 4242,
-            },
-        ),
-    ]
-    LaunchEvent.objects.bulk_create(
-        LaunchEvent(launch=launch, seq=seq, kind=kind, data=data)
-        for seq, (kind, data) in enumerate(events, 1)
-    )
-    LaunchAttempt.objects.bulk_create(
-        [
-            LaunchAttempt(
-                launch=launch,
-                number=1,
-                requested_len=40960,
-                argv=events[0][1]["argv"],
-                outcome="context_too_long",
-                parsed_len=26624,
-                exit_code=1,
-                log_tail="ERROR ... estimated maximum model length is 26624",
-                started_at=base,
-                ended_at=base + dt.timedelta(seconds=31),
-            ),
-            LaunchAttempt(
-                launch=launch,
-                number=2,
-                requested_len=26624,
-                argv=events[3][1]["argv"],
-                outcome="ready",
-                parsed_len=26624,
-                log_tail="INFO Application startup complete.",
-                started_at=base + dt.timedelta(seconds=32),
-                ended_at=base + dt.timedelta(seconds=70),
-            ),
-        ]
-    )
-    Launch.objects.filter(pk=launch.pk).update(
-        status=Launch.Status.READY,
-        outcome="ready",
-        context_length=26624,
-        learned_limit=26624,
-        server_url="http://desk-3060:8000/v1",
-        ready_at=base + dt.timedelta(seconds=70),
-        last_seq=len(events),
-    )
-    launch.refresh_from_db()
-    return launch
-
-
-YARN_OK = Decimal("2.0")
-
-
-def make_launch(config: LaunchConfig, user: User | None = None, **fields) -> Launch:
-    """A launch row as the site writes it, in whatever state the test needs."""
-    profile = config.gpu_profile()
-    values = {
-        "config": config,
-        "config_snapshot": config.snapshot(),
-        "host": config.host,
-        "model": config.model,
-        "gpu_profile": profile,
-        "requested_by": user,
-        "wanted_context": config.wanted_context(),
-        **fields,
-    }
-    return Launch.objects.create(**values)
-
-
 @pytest.fixture
 def launch(config, operator, profile) -> Launch:
     return simulate_refusal_then_ready(make_launch(config, operator))
@@ -238,6 +100,7 @@ def live_stack(live_server, tmp_path):
     from types import SimpleNamespace
 
     from aifred_site.celery import app
+    from tests.factories import demo_model
     from tests.workers.conftest import (
         CONTROL_QUEUE,
         RTX_3060,
@@ -245,7 +108,7 @@ def live_stack(live_server, tmp_path):
         Fleet,
         database_url_for_subprocesses,
     )
-    from tests.workers.helpers import config_for, demo_model
+    from tests.workers.helpers import config_for
 
     previous = app.conf.broker_url, app.conf.task_default_queue
     app.conf.broker_url, app.conf.task_default_queue = TEST_REDIS_URL, CONTROL_QUEUE

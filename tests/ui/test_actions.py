@@ -16,8 +16,7 @@ from django.utils import timezone
 
 from gpus.models import Host
 from launches.models import Launch
-from tests.conftest import make_config, make_host
-from tests.ui.conftest import learn_limit, make_launch
+from tests.factories import learn_limit, make_config, make_host, make_launch
 
 
 def messages_of(response) -> list[str]:
@@ -299,8 +298,4 @@ def test_a_config_without_a_port_sends_none_and_the_host_picks_one(
 @pytest.fixture
 def operator_config_other(config):
     """A second config on the same host and card, fixed on port 8123, using GPU 1."""
-    from launches.models import LaunchConfig
-
-    return LaunchConfig.objects.create(
-        name="other on desk", model=config.model, host=config.host, port=8123, gpu_indices="1"
-    )
+    return make_config("other on desk", model=config.model, host=config.host, port=8123, gpu_indices="1")

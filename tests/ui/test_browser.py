@@ -18,8 +18,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from launches.models import Launch, LaunchConfigChange, LaunchEvent
-from tests.ui.conftest import PASSWORD, learn_limit, make_launch
+from launches.models import Launch, LaunchConfigChange
+from tests.factories import PASSWORD, learn_limit, make_event, make_launch
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -216,24 +216,17 @@ def test_the_live_page_shows_events_within_a_second_of_their_arrival(
     page.goto(live_server.url + reverse("launches:live", args=[launch.pk]))
     expect(page.locator('[data-role="status"]')).to_have_text("Starting")
 
-    LaunchEvent.objects.create(
-        launch=launch,
-        seq=1,
-        kind="attempt_started",
-        data={"attempt": 1, "requested_len": 40960, "argv": ["vllm"]},
-    )
-    LaunchEvent.objects.create(
-        launch=launch, seq=2, kind="log", data={"attempt": 1, "lines": ["INFO loading"]}
-    )
+    make_event(launch, 1, "attempt_started", {"attempt": 1, "requested_len": 40960, "argv": ["vllm"]})
+    make_event(launch, 2, "log", {"attempt": 1, "lines": ["INFO loading"]})
     expect(page.locator("section.attempt h2")).to_have_text("Attempt 1 — 40,960 tokens", timeout=1500)
     expect(page.locator("section.attempt pre.log")).to_contain_text("INFO loading", timeout=1500)
 
     now = timezone.now()
-    LaunchEvent.objects.create(
-        launch=launch,
-        seq=3,
-        kind="attempt_finished",
-        data={
+    make_event(
+        launch,
+        3,
+        "attempt_finished",
+        {
             "attempt": 1,
             "outcome": "context_too_long",
             "parsed_len": 26624,
@@ -242,21 +235,14 @@ def test_the_live_page_shows_events_within_a_second_of_their_arrival(
             "ended_at": now.isoformat(),
         },
     )
-    LaunchEvent.objects.create(
-        launch=launch,
-        seq=4,
-        kind="attempt_started",
-        data={"attempt": 2, "requested_len": 26624, "argv": ["vllm"]},
-    )
+    make_event(launch, 4, "attempt_started", {"attempt": 2, "requested_len": 26624, "argv": ["vllm"]})
     expect(page.locator("section.attempt .verdict").first).to_have_text(
         re.compile(
             r"KV cache too small for 40,960 tokens; vLLM says 26,624 fit — restarting with 26,624 \(31\.0 s\)"
         ),
         timeout=1500,
     )
-    LaunchEvent.objects.create(
-        launch=launch, seq=5, kind="ready", data={"url": "http://desk-3060:8000/v1", "max_model_len": 26624}
-    )
+    make_event(launch, 5, "ready", {"url": "http://desk-3060:8000/v1", "max_model_len": 26624})
     Launch.objects.filter(pk=launch.pk).update(
         status=Launch.Status.READY, server_url="http://desk-3060:8000/v1", context_length=26624
     )

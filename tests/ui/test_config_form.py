@@ -6,7 +6,8 @@ import pytest
 from django.urls import reverse
 
 from launches.models import LaunchConfig, LaunchConfigChange
-from tests.ui.conftest import form_data, learn_limit
+from tests.factories import learn_limit
+from tests.ui.conftest import form_data
 
 
 def change_url(config: LaunchConfig) -> str:

@@ -9,15 +9,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from gpus.models import Gpu, Host
-from tests.ui.conftest import learn_limit, make_launch
+from tests.factories import learn_limit, make_gpu, make_host, make_launch
 
 
 def test_the_dashboard_shows_hosts_running_servers_limits_and_times(client, viewer, launch, config, profile):
     learn_limit(config, profile, 26624)
-    Host.objects.create(
-        name="sim-a100", simulated=True, last_heartbeat=timezone.now() - dt.timedelta(hours=1)
-    )
+    make_host("sim-a100", simulated=True, last_heartbeat=timezone.now() - dt.timedelta(hours=1))
     make_launch(
         config, None, known_limit=26624, ready_at=timezone.now() + dt.timedelta(seconds=40), status="stopped"
     )
@@ -37,9 +34,7 @@ def test_the_dashboard_shows_hosts_running_servers_limits_and_times(client, view
 
 
 def test_an_offline_host_silent_for_less_than_a_minute_says_how_many_seconds(client, viewer, config):
-    Host.objects.create(
-        name="sim-a100", simulated=True, last_heartbeat=timezone.now() - dt.timedelta(seconds=45)
-    )
+    make_host("sim-a100", simulated=True, last_heartbeat=timezone.now() - dt.timedelta(seconds=45))
     client.force_login(viewer)
     html = client.get(reverse("launches:fleet")).content.decode()
     assert 'class="badge offline"' in html
@@ -66,8 +61,7 @@ def test_the_dashboard_costs_the_same_queries_for_one_host_or_many(client, viewe
     with CaptureQueriesContext(connection) as few:
         client.get(reverse("launches:fleet"))
     for number in range(10):
-        other = Host.objects.create(name=f"node-{number}", last_heartbeat=timezone.now())
-        Gpu.objects.create(host=other, index=0, uuid=f"GPU-{number}", profile=profile)
+        make_gpu(make_host(f"node-{number}"), 0, profile, uuid=f"GPU-{number}")
     with CaptureQueriesContext(connection) as many:
         client.get(reverse("launches:fleet"))
     assert len(many) == len(few)

@@ -13,10 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from gpus.models import Host, ModelSpec
 from launches.history import HistoryPaginator
 from launches.models import Launch
-from tests.ui.conftest import make_launch
+from tests.factories import make_config, make_host, make_launch, make_model
 
 CHANGELIST = "admin:launches_launch_changelist"
 
@@ -67,13 +66,11 @@ def listed_ids(response) -> list[int]:
 def test_the_history_filters_by_host_model_status_outcome_who_and_date(
     client, viewer, operator, config, launch
 ):
-    other_host = Host.objects.create(name="rack-a100")
-    other_model = ModelSpec.objects.create(source="Qwen/Qwen3-32B-AWQ", native_context=40960)
-    failed = Launch.objects.create(
-        config_snapshot={"name": "big"},
-        host=other_host,
-        model=other_model,
-        requested_by=viewer,
+    other_host = make_host("rack-a100")
+    other_model = make_model("Qwen/Qwen3-32B-AWQ", 40960)
+    failed = make_launch(
+        make_config("big", host=other_host, model=other_model),
+        viewer,
         status=Launch.Status.FAILED,
         outcome="weights_do_not_fit",
         created_at=timezone.now() - dt.timedelta(days=30),

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from django.urls import reverse
 
-from launches.models import Launch, LaunchAttempt
-from tests.conftest import make_host, make_model, make_user
-from tests.ui.conftest import make_launch
+from launches.models import Launch
+from tests.factories import make_attempt, make_config, make_host, make_launch, make_model, make_user
 from tests.ui.test_history import CHANGELIST, fill_history
 
 
@@ -15,8 +14,8 @@ def shown(response) -> list[int]:
 
 
 def test_the_search_box_finds_model_config_name_user_host_port_and_id(client, viewer, config, launch) -> None:
-    special_config = config.__class__.objects.create(
-        name="nightly-eval",
+    special_config = make_config(
+        "nightly-eval",
         model=make_model("mistralai/Mistral-Small"),
         host=make_host("gpu-rack-9"),
         port=9123,
@@ -49,7 +48,7 @@ def test_paging_goes_past_page_200_with_the_same_queries_as_page_2(
 
 def test_the_attempt_list_shows_the_newest_launchs_attempts_first(client, viewer, launch, config) -> None:
     newer = make_launch(config)
-    LaunchAttempt.objects.create(launch=newer, number=1, outcome="ready")
+    make_attempt(newer, 1, outcome="ready")
     client.force_login(viewer)
     rows = client.get(reverse("admin:launches_launchattempt_changelist")).context["cl"].result_list
     assert [(row.launch_id, row.number) for row in rows] == [(newer.pk, 1), (launch.pk, 2), (launch.pk, 1)]

@@ -13,7 +13,7 @@ from rest_framework.authtoken.models import Token
 
 from launches.models import Launch
 from launches.verdicts import OUTCOME_LABELS
-from tests.ui.conftest import make_launch
+from tests.factories import make_launch
 
 PORT_MESSAGE = "Port 8101 on 127.0.0.1 is already in use by another process"
 

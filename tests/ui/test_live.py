@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from launches.models import Launch, LaunchEvent
+from launches.models import Launch
 from launches.verdicts import describe_attempt
-from tests.ui.conftest import learn_limit, make_launch
+from tests.factories import learn_limit, make_event, make_launch
 
 
 def test_the_feed_returns_the_events_after_a_sequence_number_and_the_status(client, viewer, launch):
@@ -41,19 +41,14 @@ def test_each_finished_attempt_carries_its_verdict_in_plain_words(client, viewer
 
 def test_a_launch_in_progress_shows_its_first_attempt_before_it_ends(client, viewer, config, operator):
     starting = make_launch(config, operator, status=Launch.Status.STARTING)
-    LaunchEvent.objects.create(
-        launch=starting,
-        seq=1,
-        kind="attempt_started",
-        data={"attempt": 1, "requested_len": 40960, "argv": ["vllm", "serve"]},
+    make_event(
+        starting, 1, "attempt_started", {"attempt": 1, "requested_len": 40960, "argv": ["vllm", "serve"]}
     )
     client.force_login(viewer)
     answer = client.get(reverse("launches:events", args=[starting.pk]), {"after": "not a number"}).json()
     assert answer["terminal"] is False
     assert answer["events"][0]["kind"] == "attempt_started"
-    LaunchEvent.objects.create(
-        launch=starting, seq=2, kind="log", data={"attempt": 1, "lines": ["INFO starting"]}
-    )
+    make_event(starting, 2, "log", {"attempt": 1, "lines": ["INFO starting"]})
     later = client.get(reverse("launches:events", args=[starting.pk]), {"after": answer["last_seq"]}).json()
     assert [e["data"]["lines"] for e in later["events"]] == [["INFO starting"]]
 

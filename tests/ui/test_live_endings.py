@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from gpus.models import Host
 from launches.models import Launch
-from tests.ui.conftest import make_launch
+from tests.factories import make_launch
 from tests.ui.test_browser import browser, log_in, page  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

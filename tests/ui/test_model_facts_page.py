@@ -8,7 +8,7 @@ from pathlib import Path
 from django.urls import reverse
 
 from launches.vllm.modelinfo import facts_from_config
-from tests.conftest import make_model
+from tests.factories import make_model
 
 CONFIG = Path(__file__).resolve().parents[1] / "data" / "model-configs" / "Phi-3.5-mini-instruct.json"
 

@@ -15,7 +15,7 @@ from django.urls import reverse
 from gpus.models import ModelSpec
 from launches import tasks
 from launches.models import Launch, LaunchRefused
-from tests.conftest import make_config
+from tests.factories import make_config, make_model
 from tests.workers.conftest import DEMO_MODEL
 
 pytestmark = pytest.mark.django_db
@@ -123,7 +123,7 @@ def test_a_malformed_config_json_ends_as_a_sentence_on_the_page_and_launch_says_
 
 def test_a_repo_that_is_not_cached_while_downloads_are_off_ends_as_a_sentence(operator, settings):
     settings.HF_HUB_ALLOW_DOWNLOAD = False
-    model = ModelSpec.objects.create(source="acme-no-such-org/no-such-model-7b")
+    model = make_model("acme-no-such-org/no-such-model-7b", native_context=None)
     assert not tasks.read_model_facts(model.pk)
     model.refresh_from_db()
     assert model.facts_status == "error"
@@ -134,7 +134,7 @@ def test_a_repo_that_is_not_cached_while_downloads_are_off_ends_as_a_sentence(op
 def test_read_again_is_a_button_for_operators_and_a_list_action(
     client, operator, viewer, django_capture_on_commit_callbacks
 ):
-    model = ModelSpec.objects.create(source=str(DEMO_MODEL))
+    model = make_model(str(DEMO_MODEL), native_context=None)
     url = reverse("admin:gpus_modelspec_read_again", args=[model.pk])
     client.force_login(viewer)
     assert client.post(url).status_code == 403
@@ -185,7 +185,7 @@ def test_a_gated_or_missing_repo_without_hf_token_ends_as_a_sentence_that_names_
 
     settings.HF_TOKEN = None
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub_says)
-    model = ModelSpec.objects.create(source="acme/llm-7b")
+    model = make_model("acme/llm-7b", native_context=None)
     assert not tasks.read_model_facts(model.pk)
     model.refresh_from_db()
     assert words in model.facts_error

@@ -9,7 +9,8 @@ import pytest
 from django.urls import reverse
 
 from launches.models import Launch, LaunchConfig, LaunchConfigChange
-from tests.ui.conftest import form_data, make_launch
+from tests.factories import learn_limit, make_config_change, make_launch
+from tests.ui.conftest import form_data
 
 ADMIN_MODELS = [
     ("gpus", "host"),
@@ -28,12 +29,8 @@ PERSONAS = ["operator", "viewer", "outsider"]
 
 @pytest.fixture
 def every_kind_of_row(config, launch, profile, operator):
-    from tests.ui.conftest import learn_limit
-
     learn_limit(config, profile)
-    LaunchConfigChange.objects.create(
-        config=config, user=operator, field="port", old_value="8000", new_value="8001"
-    )
+    make_config_change(config, "port", "8000", "8001", user=operator)
     return config
 
 

@@ -16,9 +16,18 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from gpus.models import Gpu, GpuProfile, Host, ModelSpec
-from launches.models import Launch, LaunchConfig, LaunchConfigChange, LaunchEvent
-from tests.ui.conftest import learn_limit, make_launch, simulate_refusal_then_ready
+from launches.models import Launch, LaunchConfig, LaunchEvent
+from tests.factories import (
+    learn_limit,
+    make_config,
+    make_config_change,
+    make_gpu,
+    make_host,
+    make_launch,
+    make_model,
+    make_profile,
+    simulate_refusal_then_ready,
+)
 from tests.ui.test_browser import browser, log_in, page  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -27,36 +36,31 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def demo_fleet(operator) -> tuple[LaunchConfig, Launch]:
     """Three hosts, two kinds of GPU, learned limits, a history of starts and one running server."""
     now = timezone.now()
-    rtx = GpuProfile.objects.create(name="NVIDIA GeForce RTX 3060", memory_total_mib=12288)
-    a100 = GpuProfile.objects.create(name="NVIDIA A100-SXM4-80GB", memory_total_mib=81920)
-    desk = Host.objects.create(name="desk-3060", vllm_version="0.10.1", last_heartbeat=now)
-    rack = Host.objects.create(
-        name="rack-a100", vllm_version="0.14.0", last_heartbeat=now - dt.timedelta(seconds=4)
+    rtx = make_profile("NVIDIA GeForce RTX 3060", 12288)
+    a100 = make_profile("NVIDIA A100-SXM4-80GB", 81920)
+    desk = make_host("desk-3060", vllm_version="0.10.1", last_heartbeat=now)
+    rack = make_host("rack-a100", vllm_version="0.14.0", last_heartbeat=now - dt.timedelta(seconds=4))
+    sim = make_host(
+        "ci-sim", vllm_version="0.14.0", simulated=True, last_heartbeat=now - dt.timedelta(hours=2)
     )
-    sim = Host.objects.create(
-        name="ci-sim", vllm_version="0.14.0", simulated=True, last_heartbeat=now - dt.timedelta(hours=2)
-    )
-    Gpu.objects.create(host=desk, index=0, uuid="GPU-3060-0", profile=rtx, memory_free_mib=1240)
+    make_gpu(desk, 0, rtx, uuid="GPU-3060-0", memory_free_mib=1240)
     for index in range(2):
-        Gpu.objects.create(
-            host=rack, index=index, uuid=f"GPU-A100-{index}", profile=a100, memory_free_mib=80100
-        )
-    simulated_rtx = GpuProfile.objects.create(
-        name="NVIDIA GeForce RTX 3060", memory_total_mib=12288, simulated=True
-    )
-    Gpu.objects.create(host=sim, index=0, uuid="GPU-SIM-0", profile=simulated_rtx, memory_free_mib=12000)
-    Host.objects.create(
-        name="vm-no-gpu",
+        make_gpu(rack, index, a100, uuid=f"GPU-A100-{index}", memory_free_mib=80100)
+    simulated_rtx = make_profile("NVIDIA GeForce RTX 3060", 12288, simulated=True)
+    make_gpu(sim, 0, simulated_rtx, uuid="GPU-SIM-0", memory_free_mib=12000)
+    make_host(
+        "vm-no-gpu",
+        vllm_version="",
         last_heartbeat=now,
         nvml_status="No NVIDIA driver found (the NVML library is missing); this host reports no GPUs.",
         vllm_error="vllm was not found; install vLLM on this host or configure the vLLM command.",
     )
     facts = {"dtype": "float16", "facts_status": "read", "facts_read_at": now - dt.timedelta(days=1)}
     facts.update(num_layers=36, num_kv_heads=8, head_dim=128, max_len_key="max_position_embeddings")
-    qwen8 = ModelSpec.objects.create(source="Qwen/Qwen3-8B-AWQ", native_context=40960, **facts)
-    qwen32 = ModelSpec.objects.create(source="Qwen/Qwen3-32B-AWQ", native_context=40960, **facts)
-    config = LaunchConfig.objects.create(
-        name="qwen3-8b-desk",
+    qwen8 = make_model("Qwen/Qwen3-8B-AWQ", 40960, **facts)
+    qwen32 = make_model("Qwen/Qwen3-32B-AWQ", 40960, **facts)
+    config = make_config(
+        "qwen3-8b-desk",
         model=qwen8,
         host=desk,
         quantization="awq",
@@ -64,8 +68,8 @@ def demo_fleet(operator) -> tuple[LaunchConfig, Launch]:
         enable_yarn=True,
         yarn_factor=Decimal("2.0"),
     )
-    big = LaunchConfig.objects.create(
-        name="qwen3-32b-rack",
+    big = make_config(
+        "qwen3-32b-rack",
         model=qwen32,
         host=rack,
         gpu_indices="0",
@@ -88,21 +92,11 @@ def demo_fleet(operator) -> tuple[LaunchConfig, Launch]:
             created_at=created,
             ready_at=created + dt.timedelta(seconds=(68 + number % 5) if first else (38 + number % 7)),
         )
-    LaunchConfigChange.objects.create(
-        config=config,
-        user=operator,
-        field="yarn_factor",
-        old_value="1.0",
-        new_value="2.0",
-        changed_at=now - dt.timedelta(minutes=20),
+    make_config_change(
+        config, "yarn_factor", "1.0", "2.0", user=operator, changed_at=now - dt.timedelta(minutes=20)
     )
-    LaunchConfigChange.objects.create(
-        config=config,
-        user=operator,
-        field="enable_yarn",
-        old_value="no",
-        new_value="yes",
-        changed_at=now - dt.timedelta(minutes=20),
+    make_config_change(
+        config, "enable_yarn", "no", "yes", user=operator, changed_at=now - dt.timedelta(minutes=20)
     )
     running = simulate_refusal_then_ready(
         make_launch(config, operator, wanted_context=40960), now - dt.timedelta(minutes=2)

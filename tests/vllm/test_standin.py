@@ -30,24 +30,22 @@ def shape(text: str) -> str:
     return re.sub(r"\d+(?:\.\d+)?", "N", text).strip()
 
 
+def standin(version: str, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the stand-in as vLLM ``version`` with ``args`` (after the program), its output captured."""
+    env = {**os.environ, "AIFRED_STANDIN_VLLM_VERSION": version, **(extra_env or {})}
+    return subprocess.run(list(args), env=env, capture_output=True, text=True, timeout=30, check=False)
+
+
 def run_standin(version: str, extra_env: dict[str, str]) -> tuple[int, list[str]]:
     env = {
-        **os.environ,
-        "AIFRED_STANDIN_VLLM_VERSION": version,
         "AIFRED_STANDIN_GPU_TOTAL_MIB": "12288",
         "AIFRED_STANDIN_WEIGHTS_MIB": "5837",
         "AIFRED_STANDIN_LOAD_SECONDS": "0.2",
         "AIFRED_STANDIN_TEARDOWN_SECONDS": "0.2",
         **extra_env,
     }
-    done = subprocess.run(
-        [*STANDIN_SERVE, str(DEMO_MODEL), "--port", str(free_port()), "--max-model-len", "40960"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    serve = [*STANDIN_SERVE, str(DEMO_MODEL), "--port", str(free_port()), "--max-model-len", "40960"]
+    done = standin(version, *serve, extra_env=env)
     return done.returncode, (done.stdout + done.stderr).splitlines()
 
 
@@ -69,42 +67,19 @@ def test_a_refused_start_exits_with_the_code_of_its_era(version: str, code: int)
 
 
 def test_rope_scaling_is_an_unknown_flag_after_0_11_0() -> None:
-    env = {**os.environ, "AIFRED_STANDIN_VLLM_VERSION": "0.11.1"}
-    done = subprocess.run(
-        [*STANDIN_SERVE, str(DEMO_MODEL), "--rope-scaling", "{}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = standin("0.11.1", *STANDIN_SERVE, str(DEMO_MODEL), "--rope-scaling", "{}")
     assert done.returncode == 2
     assert "unrecognized arguments" in done.stderr
 
 
 def test_auto_is_refused_by_the_argument_parser_before_0_14() -> None:
-    env = {**os.environ, "AIFRED_STANDIN_VLLM_VERSION": "0.13.0"}
-    done = subprocess.run(
-        [*STANDIN_SERVE, str(DEMO_MODEL), "--max-model-len", "auto"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = standin("0.13.0", *STANDIN_SERVE, str(DEMO_MODEL), "--max-model-len", "auto")
     assert done.returncode == 2
 
 
 def test_the_version_flag_prints_the_simulated_version() -> None:
-    env = {**os.environ, "AIFRED_STANDIN_VLLM_VERSION": "0.9.2"}
-    done = subprocess.run(
-        [sys.executable, "-m", "launches.vllm.standin", "--version"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
+    done = standin("0.9.2", sys.executable, "-m", "launches.vllm.standin", "--version")
+    assert done.returncode == 0
     assert done.stdout.strip() == "0.9.2"
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from gpus.nvml import simulated_uuid
-from launches.gpu.runtime import find_marked_groups, kill_marked_groups
+from launches.gpu.adopter import find_marked_groups, kill_marked_groups
 from launches.vllm.process import group_alive, kill_group
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,16 +6,11 @@ from decimal import Decimal
 
 from gpus.models import Gpu, Host, ModelSpec
 from launches.models import Launch, LaunchConfig
+from tests.factories import make_config
 from tests.ports import free_port
-from tests.workers.conftest import DEMO_MODEL, host_name, wait_for
+from tests.workers.conftest import host_name, wait_for
 
 TERMINAL = {str(status) for status in Launch.Status.terminal()}
-
-
-def demo_model() -> ModelSpec:
-    model, _ = ModelSpec.objects.get_or_create(source=str(DEMO_MODEL), revision="")
-    assert model.refresh_facts(), model.facts_error
-    return model
 
 
 def wait_for_host(label: str, timeout: float = 40) -> Host:
@@ -30,8 +25,8 @@ def wait_for_host(label: str, timeout: float = 40) -> Host:
 
 def config_for(label: str, model: ModelSpec, **fields) -> LaunchConfig:
     host = wait_for_host(label)
-    return LaunchConfig.objects.create(
-        name=f"demo on {host.name} {free_port()}",
+    return make_config(
+        f"demo on {host.name} {free_port()}",
         model=model,
         host=host,
         port=free_port(),

@@ -9,8 +9,9 @@ import pytest
 from django.urls import reverse
 
 from launches.models import Launch
+from tests.factories import demo_model
 from tests.workers.conftest import H100, host_name, wait_for
-from tests.workers.helpers import config_for, demo_model, wait_status
+from tests.workers.helpers import config_for, wait_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -10,7 +10,8 @@ from django.utils import timezone
 from gpus.models import DetectedLimit, Gpu, Host
 from launches import tasks
 from launches.models import Launch
-from tests.workers.conftest import DEMO_MODEL, RTX_3060
+from tests.factories import demo_model, make_config, make_launch
+from tests.workers.conftest import RTX_3060
 
 pytestmark = pytest.mark.django_db
 
@@ -42,25 +43,10 @@ def report(host: str = "desk", uuid: str = "GPU-aaa", driver: str = "550.54.15",
 
 @pytest.fixture
 def launch(settings) -> Launch:
-    from gpus.models import ModelSpec
-    from launches.models import LaunchConfig
-
     settings.CELERY_TASK_ALWAYS_EAGER = False
     tasks.host_report(report())
-    model = ModelSpec.objects.create(source=str(DEMO_MODEL))
-    assert model.refresh_facts()
-    config = LaunchConfig.objects.create(name="c", model=model, host=Host.objects.get(), quantization="awq")
-    launch = Launch.objects.create(
-        config=config,
-        config_snapshot=config.snapshot(),
-        host=config.host,
-        model=model,
-        gpu_profile=Gpu.objects.get().profile,
-        fingerprint="f" * 32,
-        spec={"fingerprint_fields": {"dtype": "auto"}, "vllm_version": "0.11.0"},
-        task_id="spec-of-this-launch",
-    )
-    return launch
+    config = make_config("c", model=demo_model(), host=Host.objects.get(), quantization="awq")
+    return make_launch(config, fingerprint="f" * 32, task_id="spec-of-this-launch")
 
 
 def test_a_host_report_creates_the_host_its_profile_and_its_card() -> None:
@@ -160,8 +146,6 @@ def test_model_facts_are_read_with_the_token_that_never_shows(settings, launch: 
 
 def test_a_real_gpu_profile_never_receives_a_limit_learned_on_a_simulated_card() -> None:
     from gpus.fingerprint import memory_fingerprint
-    from gpus.models import ModelSpec
-    from launches.models import LaunchConfig
 
     tasks.host_report(report(host="sim-3060", uuid="GPU-sim", simulated=True))
     tasks.host_report(report(host="real-3060", uuid="GPU-real"))
@@ -171,26 +155,14 @@ def test_a_real_gpu_profile_never_receives_a_limit_learned_on_a_simulated_card()
     assert str(simulated_card.profile) == "NVIDIA GeForce RTX 3060 (12 GiB) · simulated"
     assert str(real_card.profile) == "NVIDIA GeForce RTX 3060 (12 GiB)"
 
-    model = ModelSpec.objects.create(source=str(DEMO_MODEL))
-    assert model.refresh_facts()
+    model = demo_model()
     configs = {
-        name: LaunchConfig.objects.create(
-            name=name, model=model, host=Host.objects.get(name=name), quantization="awq", port=9000
-        )
+        name: make_config(name, model=model, host=Host.objects.get(name=name), quantization="awq", port=9000)
         for name in ("sim-3060", "real-3060")
     }
     config = configs["sim-3060"]
     fingerprint, _ = memory_fingerprint({**config.memory_options(), "vllm_version": "0.11.0"})
-    launch = Launch.objects.create(
-        fingerprint=fingerprint,
-        config=config,
-        config_snapshot=config.snapshot(),
-        host=config.host,
-        model=model,
-        gpu_profile=config.gpu_profile(),
-        spec={"fingerprint_fields": {}, "vllm_version": "0.11.0"},
-        task_id="spec-of-this-launch",
-    )
+    launch = make_launch(config, fingerprint=fingerprint, task_id="spec-of-this-launch")
     learned = {"max_model_len": 27168, "learned_from": "refusal", "kv_capacity_tokens": None}
     tasks.apply_event(launch.pk, 1, "limit_learned", learned, spec_id=launch.task_id)
 

@@ -11,8 +11,9 @@ import pytest
 
 from launches.models import Launch
 from launches.vllm.process import probe_health
+from tests.factories import demo_model
 from tests.workers.conftest import H100, LAUNCH_LOST_SECONDS, host_name, wait_for
-from tests.workers.helpers import config_for, demo_model, wait_status
+from tests.workers.helpers import config_for, wait_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

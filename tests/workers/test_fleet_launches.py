@@ -6,8 +6,9 @@ import pytest
 
 from gpus.models import DetectedLimit
 from launches.models import Launch
+from tests.factories import demo_model
 from tests.workers.conftest import H100, RTX_3060, host_name, wait_for
-from tests.workers.helpers import attempts_of, config_for, demo_model, wait_status, yarn_config
+from tests.workers.helpers import attempts_of, config_for, wait_status, yarn_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

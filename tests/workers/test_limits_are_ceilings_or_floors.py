@@ -10,7 +10,7 @@ from django.db import transaction
 
 from gpus.models import DetectedLimit
 from launches.models import Launch
-from tests.conftest import make_config, make_gpu, make_host, make_model, make_profile
+from tests.factories import make_config, make_gpu, make_host, make_model, make_profile
 
 pytestmark = pytest.mark.django_db
 

@@ -13,9 +13,10 @@ import pytest
 
 from launches import tasks
 from launches.contract import LaunchSpec
-from launches.gpu.runtime import HostRuntime, WorkerConfig
+from launches.gpu.config import WorkerConfig
+from launches.gpu.runtime import HostRuntime
 from launches.models import Launch, RefusedEvent
-from tests.conftest import make_config
+from tests.factories import make_config, make_launch
 
 LAUNCH_UNKNOWN = "launches.control.launch_unknown"
 
@@ -71,14 +72,7 @@ def test_a_stop_answer_names_the_spec_it_was_asked_for(tmp_path) -> None:
 @pytest.fixture
 def launch(db) -> Launch:
     config = make_config()
-    return Launch.objects.create(
-        config=config,
-        config_snapshot=config.snapshot(),
-        host=config.host,
-        model=config.model,
-        status=Launch.Status.STOPPING,
-        task_id="spec-of-this-launch",
-    )
+    return make_launch(config, status=Launch.Status.STOPPING, task_id="spec-of-this-launch")
 
 
 def test_an_event_of_another_launch_with_the_same_number_is_kept_refused_and_not_applied(launch) -> None:
