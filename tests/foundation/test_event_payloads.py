@@ -224,7 +224,7 @@ def test_the_control_side_keeps_a_refused_event_with_its_reason_and_applies_the_
     from django.urls import reverse
 
     from launches.models import Launch
-    from tests.conftest import make_config, make_gpu, make_host
+    from tests.factories import make_config, make_gpu, make_host
 
     host = make_host()
     make_gpu(host, 0)
