@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Iterator
+from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    QueryDict,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -24,8 +32,9 @@ from django.utils import timezone
 
 from gpus.fingerprint import FINGERPRINT_FIELDS
 from gpus.models import GpuProfile, ModelSpec
+from launches.contract import wanted_length
 from launches.models import Launch, LaunchConfig, LaunchRefused
-from launches.permissions import OPERATORS_ONLY, can_operate, can_view
+from launches.permissions import NO_ROLE, OPERATORS_ONLY, can_operate, can_view
 
 # Fields of the config form that change the preview's hardware limit (they form the fingerprint).
 PREVIEW_FIELDS = ("model", "host", "gpu_indices", *(f for f in FINGERPRINT_FIELDS if f != "vllm_version"))
@@ -94,6 +103,32 @@ class PreviewForm(forms.ModelForm):
         fields = PREVIEW_FIELDS
 
 
+class WantedLengthForm(forms.ModelForm):
+    """The context fields being edited (YaRN, its factor, the cap), checked apart from the rest so that a
+    factor being typed never hides the hardware limit."""
+
+    class Meta:
+        model = LaunchConfig
+        fields = ("enable_yarn", "yarn_factor", "context_cap")
+
+    def __init__(self, data: QueryDict) -> None:
+        data = data.copy()
+        # Not sent: the model's default; sent empty is a factor still being typed, not yet valid.
+        data.setdefault("yarn_factor", str(LaunchConfig._meta.get_field("yarn_factor").default))
+        super().__init__(data)
+
+    def apply_to(self, config: LaunchConfig) -> bool:
+        """Set the valid values on ``config``; returns whether the factor is valid (an invalid one
+        scales nothing: the preview asks for the native context)."""
+        self.is_valid()
+        cleaned = self.cleaned_data
+        config.enable_yarn = bool(cleaned.get("enable_yarn"))
+        config.context_cap = cleaned.get("context_cap")
+        valid = "yarn_factor" in cleaned
+        config.yarn_factor = cleaned["yarn_factor"] if valid else Decimal("1.0")
+        return valid
+
+
 class CsvEcho:
     """A file-like object for csv.writer that hands each row back instead of storing it."""
 
@@ -124,14 +159,27 @@ class LaunchConfigViews:
     """The config admin's preview and buttons (see ``LaunchConfigAdmin.get_urls``)."""
 
     @staticmethod
-    def preview_data(config: LaunchConfig | None) -> dict:
-        """What the YaRN preview needs that the form does not hold: native context and learned limit."""
+    def preview_data(config: LaunchConfig | None, factor_valid: bool = True) -> dict:
+        """What the config form's context preview shows, for ``config`` as it is being edited.
+
+        Lengths in tokens: the model's ``native_context``; ``scaled_context``, native × the applied
+        ``factor`` (1.0 without YaRN or with an invalid factor, ``factor_valid`` False);
+        ``wanted_context``, that lowered to ``context_cap`` (``LaunchConfig.wanted_context``,
+        ``lowered_to_cap`` when the cap lowered it); the limit learned for the host's GPU profile
+        (``hw_limit``, a ceiling or a floor) and, for a ceiling, the length the launch ``serves``.
+        Unknown values are None. The browser does no arithmetic on these lengths.
+        """
         data: dict = {
             "native_context": None,
             "hw_limit": None,
             "hw_limit_is_ceiling": None,
             "profile": None,
             "model": None,
+            "scaled_context": None,
+            "wanted_context": None,
+            "lowered_to_cap": False,
+            "above_hw_limit": False,
+            "serves": None,
         }
         if config is None or not config.model_id:
             return data
@@ -151,18 +199,31 @@ class LaunchConfigViews:
         data["enable_yarn"] = config.enable_yarn
         data["yarn_factor"] = float(config.yarn_factor)
         data["context_cap"] = config.context_cap
+        data["factor_valid"] = factor_valid
+        data["factor"] = float(config.effective_yarn_factor)
+        native, wanted, limit = config.model.native_context, config.wanted_context(), data["hw_limit"]
+        if native is not None and wanted is not None:
+            data["scaled_context"] = wanted_length(native, data["factor"])
+            data["wanted_context"] = wanted
+            data["lowered_to_cap"] = wanted < data["scaled_context"]
+            data["above_hw_limit"] = bool(limit and wanted > limit)
+            if limit and data["hw_limit_is_ceiling"]:
+                data["serves"] = min(wanted, limit)
         return data
 
     def preview_view(self, request: HttpRequest) -> JsonResponse:
-        if not self.has_view_or_change_permission(request):
-            raise PermissionDenied
+        """The preview for the form's current values (GET: the ``PREVIEW_FIELDS`` and the context
+        fields, as the form would post them), as ``preview_data``; for anyone who may view launches."""
+        if not can_view(request.user):
+            raise PermissionDenied(NO_ROLE)
         form = PreviewForm(request.GET)
         form.is_valid()  # fills form.instance with whatever parsed; an incomplete form still previews
         config = form.instance
+        factor_valid = WantedLengthForm(request.GET).apply_to(config)
         model_id = request.GET.get("model", "")
         if not config.model_id and model_id.isdigit():
             config.model = ModelSpec.objects.filter(pk=model_id).first()
-        data = self.preview_data(config if config.model_id else None)
+        data = self.preview_data(config if config.model_id else None, factor_valid)
         if config.model_id and not form.is_valid():
             data["problem"] = "Fix the highlighted fields to see the hardware limit."
         return JsonResponse(data)

@@ -10,8 +10,9 @@ applying half of it.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from types import UnionType
+from typing import Any, ClassVar, Literal, Self, Union, get_args, get_origin, get_type_hints
 
 
 class ContractError(ValueError):
@@ -114,33 +115,11 @@ class EventKind(enum.StrEnum):
 
 
 # Kinds kept in the launch's event history (the admin's event list, the live page's log) that change
-# nothing on the launch row; every other kind has a handler on the control side (``Launch._on_<kind>``).
+# nothing on the launch row; every other kind has a handler on the control side (``Launch._on_<kind>``,
+# ``launches.events``), which reads the kind's payload (``PAYLOADS``).
 HISTORY_ONLY_KINDS = frozenset(
     {EventKind.LOG, EventKind.UNHEALTHY, EventKind.HEALTHY, EventKind.ADOPTED, EventKind.WORKER_RESTARTED}
 )
-
-# Keys each kind must carry, with the types they must have (absent keys are allowed elsewhere).
-_INT = (int,)
-_STR = (str,)
-_LIST = (list,)
-REQUIRED_PAYLOAD: dict[EventKind, dict[str, tuple[type, ...]]] = {
-    EventKind.ACCEPTED: {"host": _STR},
-    EventKind.MODEL_FACTS: {},
-    EventKind.ATTEMPT_STARTED: {"attempt": _INT, "argv": _LIST},
-    EventKind.ATTEMPT_FINISHED: {"attempt": _INT, "outcome": _STR},
-    EventKind.LOG: {"attempt": _INT, "lines": _LIST},
-    EventKind.LIMIT_LEARNED: {"max_model_len": _INT},
-    EventKind.READY: {"url": _STR},
-    EventKind.FAILED: {"reason": _STR},
-    EventKind.CANCELLED: {"reason": _STR},
-    EventKind.STOPPED: {"reason": _STR},
-    EventKind.CRASHED: {"reason": _STR},
-    EventKind.RESTARTING: {"restarts": _INT, "next_try_in": (int, float)},
-    EventKind.UNHEALTHY: {},
-    EventKind.HEALTHY: {},
-    EventKind.ADOPTED: {},
-    EventKind.WORKER_RESTARTED: {},
-}
 
 
 @dataclass(frozen=True)
@@ -202,12 +181,395 @@ def wanted_length(native: int, factor: float = 1.0, cap: int | None = None) -> i
     return min(wanted, int(cap)) if cap else wanted
 
 
+# --- event payloads --------------------------------------------------------------------------------
+# One frozen dataclass per event kind, with the fields its senders fill (``launches.gpu.runtime``,
+# ``launches.vllm.policy``). Lengths are in tokens, times in seconds (``started_at``/``ended_at``: Unix
+# epoch seconds), ``log_tail``/``lines``: vLLM's output lines without their line ends.
+
+
+def _rule(
+    minimum: float | None = None,
+    maximum: float | None = None,
+    choices: frozenset[str] | None = None,
+    default: Any = MISSING,
+) -> Any:
+    """A payload field that ``from_dict`` also checks against ``minimum``/``maximum`` (inclusive, for a
+    number) or ``choices`` (for a string)."""
+    return field(default=default, metadata={"minimum": minimum, "maximum": maximum, "choices": choices})
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What one event carries. ``from_dict`` checks a dict as it arrives; ``to_dict`` gives the JSON-ready
+    dict with every field, which ``from_dict`` reads back to an equal payload."""
+
+    kind: ClassVar[EventKind]
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Self:
+        """Parse ``data`` (a JSON object) into this kind's payload.
+
+        Raises ``ContractError`` naming the field as ``data.<field>``: a required field missing, a value
+        of the wrong type (``True`` is no number, a number no ``True``), below its minimum or above its
+        maximum, an outcome this site does not know, or a key that is no field of the kind.
+        """
+        _require_object(data)
+        known = {item.name: item for item in fields(cls)}
+        unknown = sorted(str(key) for key in data if key not in known)
+        if unknown:
+            names = ", ".join(f"data.{key}" for key in unknown)
+            raise ContractError(f"{names}: not a field of a {cls.kind} event.")
+        hints = _payload_hints(cls)
+        values: dict[str, Any] = {}
+        for name, item in known.items():
+            if name not in data:
+                if item.default is MISSING and item.default_factory is MISSING:
+                    raise ContractError(f"data.{name}: missing; a {cls.kind} event needs it.")
+                continue
+            values[name] = _checked(f"data.{name}", data[name], hints[name], item.metadata)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as JSON-ready values (an outcome as its string)."""
+        return {item.name: _plain(getattr(self, item.name)) for item in fields(self)}
+
+
+@dataclass(frozen=True)
+class AcceptedPayload(Payload):
+    """The host took the spec: its name, the GPU worker's process id and the port it starts on."""
+
+    kind: ClassVar[EventKind] = EventKind.ACCEPTED
+    host: str
+    worker_pid: int | None = _rule(1, default=None)
+    port: int | None = _rule(1, 65535, default=None)
+
+
+@dataclass(frozen=True)
+class ModelFactsPayload(Payload):
+    """What the host read of the model's config.json: ``facts`` is ``ModelFacts.to_dict()``
+    (``launches.vllm.modelinfo``), sent as the event's own keys; or ``error``, why it could not be read.
+    Exactly one of the two is set; ``facts`` has at least ``native_context`` (tokens, >= 1)."""
+
+    kind: ClassVar[EventKind] = EventKind.MODEL_FACTS
+    facts: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Self:
+        _require_object(data)
+        if "error" in data:
+            others = sorted(str(key) for key in data if key != "error")
+            if others:
+                names = ", ".join(f"data.{key}" for key in others)
+                raise ContractError(f"{names}: a model_facts event with an error carries nothing else.")
+            return cls(error=_checked("data.error", data["error"], str, {}))
+        if "native_context" not in data:
+            raise ContractError("data.native_context: missing; a model_facts event needs it.")
+        _checked("data.native_context", data["native_context"], int, {"minimum": 1})
+        if "model" in data:
+            _checked("data.model", data["model"], str, {})
+        return cls(facts=dict(data))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": self.error} if self.error is not None else dict(self.facts)
+
+
+@dataclass(frozen=True)
+class AttemptStartedPayload(Payload):
+    """One ``vllm serve`` start: its number (from 1), the length asked for ("auto": vLLM's auto-fit,
+    None: vLLM's default) and the argv it runs."""
+
+    kind: ClassVar[EventKind] = EventKind.ATTEMPT_STARTED
+    attempt: int = _rule(1)
+    argv: list[str]
+    requested_len: int | Literal["auto"] | None = _rule(1, default=None)
+
+
+@dataclass(frozen=True)
+class AttemptFinishedPayload(Payload):
+    """How one attempt ended: the log classifier's ``outcome``, the length it served or named
+    (``parsed_len``), vLLM's exit code (None while it serves or when unknown), whether the launcher
+    stopped it, the verdict's message and last log lines, and when it started and ended."""
+
+    kind: ClassVar[EventKind] = EventKind.ATTEMPT_FINISHED
+    attempt: int = _rule(1)
+    outcome: Outcome
+    parsed_len: int | None = _rule(0, default=None)
+    exit_code: int | None = None
+    stopped_by_launcher: bool = False
+    message: str = ""
+    log_tail: list[str] = field(default_factory=list)
+    started_at: float | None = _rule(0, default=None)
+    ended_at: float | None = _rule(0, default=None)
+
+
+@dataclass(frozen=True)
+class LogPayload(Payload):
+    """A batch of one attempt's output lines, in the order they were read."""
+
+    kind: ClassVar[EventKind] = EventKind.LOG
+    attempt: int = _rule(1)
+    lines: list[str]
+
+
+@dataclass(frozen=True)
+class LimitLearnedPayload(Payload):
+    """A length learned on this GPU: a ceiling or a floor by ``learned_from`` (``is_ceiling``), with
+    the KV cache's capacity in tokens and, for a hybrid model, the sequence count that fits."""
+
+    kind: ClassVar[EventKind] = EventKind.LIMIT_LEARNED
+    max_model_len: int = _rule(1)
+    learned_from: str | None = _rule(choices=CEILING_SOURCES | FLOOR_SOURCES, default=None)
+    kv_capacity_tokens: int | None = _rule(0, default=None)
+    max_num_seqs: int | None = _rule(1, default=None)
+
+
+@dataclass(frozen=True)
+class ReadyPayload(Payload):
+    """The server answers: its URL as the host sees it, the length it serves, the KV cache's capacity
+    in tokens and the process (group) id."""
+
+    kind: ClassVar[EventKind] = EventKind.READY
+    url: str
+    max_model_len: int | None = _rule(1, default=None)
+    kv_capacity_tokens: int | None = _rule(0, default=None)
+    pid: int | None = _rule(1, default=None)
+    pgid: int | None = _rule(1, default=None)
+
+
+@dataclass(frozen=True)
+class FailedPayload(Payload):
+    """The start failed: why, and the outcome that says how ("failed": the last attempt's verdict)."""
+
+    kind: ClassVar[EventKind] = EventKind.FAILED
+    reason: str
+    outcome: Outcome = Outcome.FAILED
+
+
+@dataclass(frozen=True)
+class CancelledPayload(Payload):
+    """Stopped before the start began."""
+
+    kind: ClassVar[EventKind] = EventKind.CANCELLED
+    reason: str
+
+
+@dataclass(frozen=True)
+class StoppedPayload(Payload):
+    """The server was stopped; a YaRN test's server is stopped after it came up with ``max_model_len``
+    tokens (``test_passed``). ``outcome`` says why when it was not asked for ("worker_restarted")."""
+
+    kind: ClassVar[EventKind] = EventKind.STOPPED
+    reason: str
+    test_passed: bool = False
+    max_model_len: int | None = _rule(1, default=None)
+    outcome: Outcome | None = None
+
+
+@dataclass(frozen=True)
+class CrashedPayload(Payload):
+    """A ready server exited: why, its exit code (None when unknown) and its last log lines;
+    ``outcome`` "crash_loop" when it crashed too often to be restarted again."""
+
+    kind: ClassVar[EventKind] = EventKind.CRASHED
+    reason: str
+    outcome: Outcome = Outcome.CRASHED
+    exit_code: int | None = None
+    log_tail: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RestartingPayload(Payload):
+    """A server kept up crashed: restart number ``restarts`` of ``restart_limit`` follows in
+    ``next_try_in`` seconds."""
+
+    kind: ClassVar[EventKind] = EventKind.RESTARTING
+    restarts: int = _rule(1)
+    next_try_in: float = _rule(0)
+    reason: str = ""
+    restart_limit: int = _rule(0, default=0)
+    exit_code: int | None = None
+    log_tail: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class UnhealthyPayload(Payload):
+    """A ready server's /health stopped answering."""
+
+    kind: ClassVar[EventKind] = EventKind.UNHEALTHY
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class HealthyPayload(Payload):
+    """An unhealthy server answers /health again."""
+
+    kind: ClassVar[EventKind] = EventKind.HEALTHY
+
+
+@dataclass(frozen=True)
+class AdoptedPayload(Payload):
+    """A restarted GPU worker found the server of its predecessor still running and watches it."""
+
+    kind: ClassVar[EventKind] = EventKind.ADOPTED
+    pid: int | None = _rule(1, default=None)
+    pgid: int | None = _rule(1, default=None)
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class WorkerRestartedPayload(Payload):
+    """The GPU worker of ``host`` restarted while this launch was on it."""
+
+    kind: ClassVar[EventKind] = EventKind.WORKER_RESTARTED
+    host: str
+
+
+PAYLOADS: dict[EventKind, type[Payload]] = {
+    payload.kind: payload
+    for payload in (
+        AcceptedPayload,
+        ModelFactsPayload,
+        AttemptStartedPayload,
+        AttemptFinishedPayload,
+        LogPayload,
+        LimitLearnedPayload,
+        ReadyPayload,
+        FailedPayload,
+        CancelledPayload,
+        StoppedPayload,
+        CrashedPayload,
+        RestartingPayload,
+        UnhealthyPayload,
+        HealthyPayload,
+        AdoptedPayload,
+        WorkerRestartedPayload,
+    )
+}
+
+
+def parse_payload(kind: Any, data: Any) -> Payload:
+    """Check what an event of ``kind`` carries: ``data`` (a JSON object) → its kind's typed payload.
+
+    Raises ``ContractError`` naming the field: ``kind`` when it is no event kind, else as
+    ``Payload.from_dict`` does.
+    """
+    try:
+        event_kind = EventKind(kind)
+    except ValueError:
+        raise ContractError(f"kind: {kind!r} is not an event kind this site knows.") from None
+    return PAYLOADS[event_kind].from_dict(data)
+
+
+def _require_object(data: Any) -> None:
+    if not isinstance(data, dict):
+        raise ContractError(f"data: expected an object, got {type(data).__name__}.")
+
+
+def _payload_hints(cls: type) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = get_type_hints(cls)
+    return hints
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _checked(name: str, value: Any, hint: Any, limits: Any) -> Any:
+    """``value`` as field ``name`` of type ``hint`` holds it; raises ``ContractError`` naming ``name``."""
+    options = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
+    for option in options:
+        if _fits(value, option):
+            break
+    else:
+        wanted = " or ".join(_describe(option) for option in options)
+        if any(isinstance(option, type) and issubclass(option, enum.Enum) for option in options):
+            raise ContractError(f"{name}: {value!r} is not {wanted}.")
+        raise ContractError(f"{name}: expected {wanted}, got {_describe_value(value)}.")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        minimum, maximum = limits.get("minimum"), limits.get("maximum")
+        if minimum is not None and value < minimum:
+            raise ContractError(f"{name}: {value} is below {minimum}.")
+        if maximum is not None and value > maximum:
+            raise ContractError(f"{name}: {value} is above {maximum}.")
+    choices = limits.get("choices")
+    if choices and isinstance(value, str) and value not in choices:
+        raise ContractError(f"{name}: {value!r} is not one of {', '.join(sorted(choices))}.")
+    if isinstance(option, type) and issubclass(option, enum.Enum):
+        return option(value)
+    if option is float:
+        return float(value)
+    if isinstance(value, list):
+        return list(value)
+    return value
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    if hint is Any:
+        return True
+    if hint is None or hint is type(None):
+        return value is None
+    origin = get_origin(hint)
+    if origin is Literal:
+        return isinstance(value, str) and value in get_args(hint)
+    if origin is list:
+        (item,) = get_args(hint)
+        return isinstance(value, list) and all(_fits(entry, item) for entry in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(key, str) for key in value)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return isinstance(value, str) and value in {member.value for member in hint}
+    if hint is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if hint is float:
+        return isinstance(value, int | float)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    if hint is None or hint is type(None):
+        return "null"
+    origin = get_origin(hint)
+    if origin is Literal:
+        return " or ".join(repr(choice) for choice in get_args(hint))
+    if origin is list:
+        return f"a list of {_WORDS[get_args(hint)[0]]}s"
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return f"an {hint.__name__.lower()} this site knows"
+    return f"a {_WORDS.get(hint, getattr(hint, '__name__', str(hint)))}"
+
+
+_WORDS: dict[Any, str] = {int: "whole number", float: "number", str: "string", bool: "boolean"}
+
+
+def _describe_value(value: Any) -> str:
+    if isinstance(value, list):
+        odd = next((entry for entry in value if not isinstance(entry, str)), None)
+        return f"a list holding {type(odd).__name__}" if odd is not None else "list"
+    return type(value).__name__
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
+
+
 @dataclass(frozen=True)
 class Event:
+    """One numbered event of one launch as it arrived, with its kind's typed payload."""
+
     launch_id: int
     seq: int
     kind: EventKind
-    data: dict[str, Any]
+    payload: Payload
     emitted_at: str | None = None
 
 
@@ -215,27 +577,15 @@ def parse_event(launch_id: Any, seq: Any, kind: Any, data: Any, emitted_at: Any 
     """Check one event as it arrives: ``(launch_id, seq, kind, data, emitted_at)`` → ``Event``.
 
     Raises ``ContractError`` naming the field: a non-positive ``seq``, an unknown ``kind``, a payload
-    that is not an object or lacks a key its kind needs (``data.max_model_len`` ...).
+    that is not its kind's (``data.max_model_len`` missing, of the wrong type, out of range, a key the
+    kind does not have ...; see ``Payload.from_dict``).
     """
     _whole("launch_id", launch_id, minimum=1)
     _whole("seq", seq, minimum=1)
-    try:
-        event_kind = EventKind(kind)
-    except ValueError:
-        raise ContractError(f"kind: {kind!r} is not an event kind this site knows.") from None
-    if not isinstance(data, dict):
-        raise ContractError(f"data: expected an object, got {type(data).__name__}.")
-    for key, types in REQUIRED_PAYLOAD[event_kind].items():
-        if key not in data:
-            raise ContractError(f"data.{key}: missing; a {event_kind} event needs it.")
-        value = data[key]
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise ContractError(
-                f"data.{key}: expected {' or '.join(t.__name__ for t in types)}, got {type(value).__name__}."
-            )
+    payload = parse_payload(kind, data)
     if emitted_at is not None and not isinstance(emitted_at, str):
         raise ContractError("emitted_at: expected an ISO 8601 string.")
-    return Event(int(launch_id), int(seq), event_kind, data, emitted_at)
+    return Event(int(launch_id), int(seq), payload.kind, payload, emitted_at)
 
 
 def _whole(name: str, value: Any, minimum: int = 0) -> int:

@@ -1,8 +1,10 @@
 """Applying a launch's events from the GPU worker to its row: store, order, refuse, apply.
 
 Events are numbered per launch; they are stored as ``LaunchEvent`` rows and applied strictly in
-order, each by the handler of its kind (``_on_<kind>``; ``contract.HISTORY_ONLY_KINDS`` have none and
-stay in the history). An event that does not parse is kept as a ``RefusedEvent`` with its reason.
+order, each by the handler of its kind (``_on_<kind>``, which reads the kind's typed payload,
+``contract.PAYLOADS``; ``contract.HISTORY_ONLY_KINDS`` have none and stay in the history); the
+stored ``LaunchEvent.data`` is the dict as it arrived. An event that does not parse is kept as a
+``RefusedEvent`` with its reason.
 ``Launch`` takes these methods from ``LaunchEventsMixin``; the models are looked up when an event is
 applied, so this module and ``launches.models`` do not import each other at load time.
 """
@@ -19,7 +21,23 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from gpus.models import DetectedLimit
-from launches.contract import ContractError, parse_event
+from launches.contract import (
+    AcceptedPayload,
+    AttemptFinishedPayload,
+    AttemptStartedPayload,
+    CancelledPayload,
+    ContractError,
+    CrashedPayload,
+    FailedPayload,
+    LimitLearnedPayload,
+    ModelFactsPayload,
+    Outcome,
+    ReadyPayload,
+    RestartingPayload,
+    StoppedPayload,
+    parse_event,
+    parse_payload,
+)
 
 log = logging.getLogger("launches.models")
 
@@ -31,7 +49,8 @@ def _from_epoch(value: Any) -> datetime | None:
 
 
 class LaunchEventsMixin:
-    """The event side of ``Launch``: ``apply_event`` and one ``_on_<kind>`` handler per kind."""
+    """The event side of ``Launch``: ``apply_event`` and one ``_on_<kind>(payload, when)`` handler per
+    kind, ``payload`` being the kind's ``contract.Payload`` and ``when`` the time the worker sent it."""
 
     def apply_event(self, seq: int, kind: str, data: dict[str, Any], emitted_at: str | None = None) -> bool:
         """Store a numbered event and apply every stored event that is next in line.
@@ -93,8 +112,10 @@ class LaunchEventsMixin:
                 handler = getattr(self, f"_on_{event.kind}", None)
                 if handler is not None:
                     try:
+                        # Parsed again from the stored row: the handler reads the typed payload.
+                        payload = parse_payload(event.kind, event.data)
                         with transaction.atomic():
-                            handler(event.data or {}, event.emitted_at or timezone.now())
+                            handler(payload, event.emitted_at or timezone.now())
                     except (KeyError, TypeError, ValueError) as exc:
                         # A payload that parsed but cannot be applied: kept with its reason, and the
                         # launch goes on with the next event instead of raising on it for ever.
@@ -126,111 +147,108 @@ class LaunchEventsMixin:
         )
         return True
 
-    def _on_accepted(self, data: dict, when: datetime) -> None:
+    def _on_accepted(self, payload: AcceptedPayload, when: datetime) -> None:
         self.transition(self.Status.STARTING, started_at=when)
 
-    def _on_model_facts(self, data: dict, when: datetime) -> None:
-        if "error" not in data and data.get("native_context"):
-            self.model.apply_facts(data)
+    def _on_model_facts(self, payload: ModelFactsPayload, when: datetime) -> None:
+        if payload.error is None:
+            self.model.apply_facts(payload.facts)
 
-    def _on_attempt_started(self, data: dict, when: datetime) -> None:
+    def _on_attempt_started(self, payload: AttemptStartedPayload, when: datetime) -> None:
         from launches.models import LaunchAttempt
 
         self.transition(self.Status.STARTING, started_at=when)
-        requested = data.get("requested_len")
+        requested = payload.requested_len
         LaunchAttempt.objects.update_or_create(
             launch=self,
-            number=int(data["attempt"]),
+            number=payload.attempt,
             defaults={
                 "requested_len": requested if isinstance(requested, int) else None,
                 "requested_auto": requested == "auto",
-                "argv": list(data.get("argv") or []),
+                "argv": list(payload.argv),
                 "started_at": when,
             },
         )
 
-    def _on_attempt_finished(self, data: dict, when: datetime) -> None:
+    def _on_attempt_finished(self, payload: AttemptFinishedPayload, when: datetime) -> None:
         from launches.models import LaunchAttempt
 
-        attempt, _ = LaunchAttempt.objects.get_or_create(launch=self, number=int(data["attempt"]))
-        attempt.outcome = data.get("outcome") or ""
-        attempt.parsed_len = data.get("parsed_len")
-        attempt.exit_code = data.get("exit_code")
-        attempt.stopped_by_launcher = data.get("stopped_by_launcher") is True
-        attempt.message = data.get("message") or ""
-        attempt.log_tail = "\n".join(data.get("log_tail") or [])
-        attempt.started_at = _from_epoch(data.get("started_at")) or attempt.started_at
-        attempt.ended_at = _from_epoch(data.get("ended_at")) or when
+        attempt, _ = LaunchAttempt.objects.get_or_create(launch=self, number=payload.attempt)
+        attempt.outcome = str(payload.outcome)
+        attempt.parsed_len = payload.parsed_len
+        attempt.exit_code = payload.exit_code
+        attempt.stopped_by_launcher = payload.stopped_by_launcher
+        attempt.message = payload.message
+        attempt.log_tail = "\n".join(payload.log_tail)
+        attempt.started_at = _from_epoch(payload.started_at) or attempt.started_at
+        attempt.ended_at = _from_epoch(payload.ended_at) or when
         attempt.save()
         type(self).objects.filter(pk=self.pk).update(outcome=attempt.outcome)
 
-    def _on_limit_learned(self, data: dict, when: datetime) -> None:
-        learned, learned_from = data.get("max_model_len"), data.get("learned_from")
-        if not learned or not learned_from or self.gpu_profile_id is None:
+    def _on_limit_learned(self, payload: LimitLearnedPayload, when: datetime) -> None:
+        if not payload.learned_from or self.gpu_profile_id is None:
             return
         DetectedLimit.objects.learn(
             self,
-            int(learned),
-            learned_from,
-            data.get("kv_capacity_tokens"),
-            max_num_seqs=data.get("max_num_seqs"),
+            payload.max_model_len,
+            payload.learned_from,
+            payload.kv_capacity_tokens,
+            max_num_seqs=payload.max_num_seqs,
         )
         type(self).objects.filter(pk=self.pk).update(
-            learned_limit=learned, kv_capacity_tokens=data.get("kv_capacity_tokens")
+            learned_limit=payload.max_model_len, kv_capacity_tokens=payload.kv_capacity_tokens
         )
 
-    def _on_ready(self, data: dict, when: datetime) -> None:
-        served = data.get("max_model_len")
+    def _on_ready(self, payload: ReadyPayload, when: datetime) -> None:
         fields = {
-            "context_length": served,
-            "server_url": self.public_url(data.get("url") or ""),
-            "pid": data.get("pid"),
-            "kv_capacity_tokens": data.get("kv_capacity_tokens"),
+            "context_length": payload.max_model_len,
+            "server_url": self.public_url(payload.url),
+            "pid": payload.pid,
+            "kv_capacity_tokens": payload.kv_capacity_tokens,
             "ready_at": when,
         }
         if not self.transition(self.Status.READY, **fields):
             # Stopped during the start: keep what it served with; the stop decides the end state.
             type(self).objects.filter(pk=self.pk).update(**fields)
 
-    def _on_failed(self, data: dict, when: datetime) -> None:
-        outcome = data.get("outcome") or "failed"
-        if outcome == "failed" and self.outcome:
+    def _on_failed(self, payload: FailedPayload, when: datetime) -> None:
+        outcome = str(payload.outcome)
+        if payload.outcome == Outcome.FAILED and self.outcome:
             # The launcher gave up after an attempt: its verdict (port in use, ...) is the outcome.
             outcome = self.outcome
-        reason = data.get("reason") or "The start failed."
-        if outcome == "cancelled":
+        if payload.outcome == Outcome.CANCELLED:
             self.transition(
                 self.Status.CANCELLED, reason=f"Cancelled{self._by()} during the start.", outcome=outcome
             )
         else:
-            self.transition(self.Status.FAILED, reason=reason, outcome=outcome)
+            self.transition(self.Status.FAILED, reason=payload.reason or "The start failed.", outcome=outcome)
 
-    def _on_cancelled(self, data: dict, when: datetime) -> None:
-        self.transition(self.Status.CANCELLED, reason=data.get("reason") or "Cancelled.")
+    def _on_cancelled(self, payload: CancelledPayload, when: datetime) -> None:
+        self.transition(self.Status.CANCELLED, reason=payload.reason or "Cancelled.")
 
-    def _on_stopped(self, data: dict, when: datetime) -> None:
-        if data.get("test_passed") and data.get("max_model_len"):
-            reason = self.yarn_test_verdict(int(data["max_model_len"]))
+    def _on_stopped(self, payload: StoppedPayload, when: datetime) -> None:
+        if payload.test_passed and payload.max_model_len:
+            reason = self.yarn_test_verdict(payload.max_model_len)
         elif self.stopped_by_id:
             reason = f"Stopped{self._by()}."
         else:
-            reason = data.get("reason") or "Stopped."
+            reason = payload.reason or "Stopped."
         self.transition(self.Status.STOPPED, reason=reason)
 
-    def _on_crashed(self, data: dict, when: datetime) -> None:
-        tail = "\n".join(data.get("log_tail") or [])
-        reason = data.get("reason") or "The server exited."
+    def _on_crashed(self, payload: CrashedPayload, when: datetime) -> None:
+        tail = "\n".join(payload.log_tail)
+        reason = payload.reason or "The server exited."
         # Not the ready attempt's verdict: the server ended by crashing (or crashing too often).
-        fields = {"next_restart_at": None, "outcome": data.get("outcome") or "crashed"}
+        fields = {"next_restart_at": None, "outcome": str(payload.outcome)}
         self.transition(
             self.Status.CRASHED, reason=f"{reason}\nLast log lines:\n{tail}" if tail else reason, **fields
         )
 
-    def _on_restarting(self, data: dict, when: datetime) -> None:
+    def _on_restarting(self, payload: RestartingPayload, when: datetime) -> None:
         """A server kept up crashed and is started again after a wait (see the GPU worker)."""
         type(self).objects.filter(pk=self.pk).update(
-            restarts=int(data["restarts"]),
-            restart_limit=int(data.get("restart_limit") or 0),
-            next_restart_at=when + timedelta(seconds=float(data["next_try_in"])),
+            restarts=payload.restarts,
+            restart_limit=payload.restart_limit,
+            next_restart_at=when + timedelta(seconds=payload.next_try_in),
         )
         self.transition(self.Status.STARTING, started_at=when)

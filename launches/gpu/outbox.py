@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from launches.contract import APPLY_EVENT_TASK
+from launches.contract import APPLY_EVENT_TASK, parse_payload
 from launches.gpu.host import HostState, now_iso
 from launches.gpu.state import ServerRecord
 
@@ -42,7 +42,11 @@ class EventStream:
         self.ready = threading.Event()
 
     def emit(self, launch_id: int, kind: str, data: dict[str, Any]) -> int:
-        """Number one event and put it in the outbox (saved first); the sender thread sends it."""
+        """Number one event and put it in the outbox (saved first); the sender thread sends it.
+
+        Raises ``ContractError`` naming the field when ``data`` is not what ``kind`` carries: a sender's
+        mistake fails here, not as a refused event on the control side."""
+        parse_payload(kind, data)
         state = self.state
         with self.lock:
             seq = self.seqs.get(launch_id, 1)

@@ -43,7 +43,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from launches.contract import EventKind, wanted_length
+from launches.contract import (
+    AttemptFinishedPayload,
+    AttemptStartedPayload,
+    FailedPayload,
+    LimitLearnedPayload,
+    LogPayload,
+    Payload,
+    ReadyPayload,
+    wanted_length,
+)
 from launches.vllm.argv import ArgvError, ServeOptions, YarnSetting, build_argv, build_env
 from launches.vllm.flags import has_flag
 from launches.vllm.logs import LogWatcher, Outcome, Verdict, round_down
@@ -166,7 +175,12 @@ class _Attempt:
     """One start of vLLM, watched until it is ready, refused, gone, timed out or cancelled."""
 
     def __init__(
-        self, number: int, argv: list[str], env: dict[str, str], log_path: str | None, emit: EventCallback
+        self,
+        number: int,
+        argv: list[str],
+        env: dict[str, str],
+        log_path: str | None,
+        emit: Callable[[Payload], None],
     ) -> None:
         self.number = number
         self.argv = argv
@@ -190,7 +204,7 @@ class _Attempt:
 
     def flush(self) -> None:
         if self._batch:
-            self.emit(EventKind.LOG, {"attempt": self.number, "lines": self._batch})
+            self.emit(LogPayload(attempt=self.number, lines=self._batch))
             self._batch = []
         self._last_flush = time.monotonic()
 
@@ -392,12 +406,12 @@ def run_launch(
     cancel: threading.Event | None = None,
     before_retry: Callable[[], None] | None = None,
 ) -> LaunchResult:
-    def emit(kind: str, data: dict[str, Any]) -> None:
+    def emit(payload: Payload) -> None:
         if on_event is not None:
-            on_event(kind, data)
+            on_event(payload.kind, payload.to_dict())
 
     def fail(outcome: str, reason: str, **extra: Any) -> LaunchResult:
-        emit(EventKind.FAILED, {"outcome": outcome, "reason": reason})
+        emit(FailedPayload(reason=reason, outcome=Outcome(outcome)))
         return LaunchResult(outcome=outcome, reason=reason, **extra)
 
     options = request.options
@@ -466,7 +480,7 @@ def run_launch(
             argv = build_argv(
                 request.base_command, options, max_model_len=requested, vllm_version=version, yarn=yarn
             )
-        emit(EventKind.ATTEMPT_STARTED, {"attempt": number, "requested_len": requested, "argv": argv})
+        emit(AttemptStartedPayload(attempt=number, argv=argv, requested_len=requested))
         if picked is None or port_in_use(options.host, options.port):
             # Something else answers there: whatever it says, it is not the server we would start.
             now = time.time()
@@ -492,17 +506,9 @@ def run_launch(
                 )
             )
             emit(
-                EventKind.ATTEMPT_FINISHED,
-                {
-                    "attempt": number,
-                    "outcome": str(Outcome.PORT_IN_USE),
-                    "parsed_len": None,
-                    "exit_code": None,
-                    "message": message,
-                    "log_tail": [],
-                    "started_at": now,
-                    "ended_at": now,
-                },
+                AttemptFinishedPayload(
+                    attempt=number, outcome=Outcome.PORT_IN_USE, message=message, started_at=now, ended_at=now
+                )
             )
             return fail("failed", message, attempts=attempts, **common)
         try:
@@ -554,18 +560,17 @@ def run_launch(
         )
         attempts.append(result)
         emit(
-            EventKind.ATTEMPT_FINISHED,
-            {
-                "attempt": number,
-                "outcome": outcome,
-                "parsed_len": result.parsed_len,
-                "exit_code": result.exit_code,
-                "stopped_by_launcher": stopped_by_launcher,
-                "message": message,
-                "log_tail": result.log_tail,
-                "started_at": result.started_at,
-                "ended_at": result.ended_at,
-            },
+            AttemptFinishedPayload(
+                attempt=number,
+                outcome=Outcome(outcome),
+                parsed_len=result.parsed_len,
+                exit_code=result.exit_code,
+                stopped_by_launcher=stopped_by_launcher,
+                message=message,
+                log_tail=result.log_tail,
+                started_at=result.started_at,
+                ended_at=result.ended_at,
+            )
         )
         if verdict.kv_capacity_tokens:
             capacity = verdict.kv_capacity_tokens
@@ -593,8 +598,9 @@ def run_launch(
         )
         if step.announce:
             emit(
-                EventKind.LIMIT_LEARNED,
-                {"max_model_len": learned, "learned_from": learned_from, "kv_capacity_tokens": capacity},
+                LimitLearnedPayload(
+                    max_model_len=learned, learned_from=learned_from, kv_capacity_tokens=capacity
+                )
             )
         if step.max_num_seqs != max_num_seqs:
             max_num_seqs = step.max_num_seqs
@@ -610,26 +616,26 @@ def run_launch(
                 **common,
             )
         if step.action == "ready":
-            # For "fits" the event carries the served length: a floor for the site to keep.
+            # For "fits" the event carries the served length: a floor for the site to keep (none when
+            # the served length is unknown). Only a hybrid model's learned sequence count travels.
+            length = learned if learned is not None else served
+            if length is not None:
+                emit(
+                    LimitLearnedPayload(
+                        max_model_len=length,
+                        learned_from=learned_from,
+                        kv_capacity_tokens=capacity,
+                        max_num_seqs=max_num_seqs or None,
+                    )
+                )
             emit(
-                EventKind.LIMIT_LEARNED,
-                {
-                    "max_model_len": learned if learned is not None else served,
-                    "learned_from": learned_from,
-                    "kv_capacity_tokens": capacity,
-                    # Only a hybrid model's learned sequence count travels.
-                    **({"max_num_seqs": max_num_seqs} if max_num_seqs else {}),
-                },
-            )
-            emit(
-                EventKind.READY,
-                {
-                    "url": url,
-                    "max_model_len": served,
-                    "kv_capacity_tokens": capacity,
-                    "pid": process.pid,
-                    "pgid": process.pgid,
-                },
+                ReadyPayload(
+                    url=url,
+                    max_model_len=served,
+                    kv_capacity_tokens=capacity,
+                    pid=process.pid,
+                    pgid=process.pgid,
+                )
             )
             if request.detect_only:
                 process.stop(STOP_GRACE)

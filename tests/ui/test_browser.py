@@ -101,6 +101,9 @@ def test_an_operator_sees_the_yarn_preview_change_without_a_reload_and_the_form_
     expect(page.locator('#context-preview [data-role="warning"]')).to_contain_text("above 2.0")
 
     page.fill("#id_context_cap", "20000")
+    expect(page.locator('#context-preview [data-role="requested"]')).to_contain_text(
+        "40,960 × 3.0 = 122,880 tokens, lowered to the cap: 20,000 tokens"
+    )
     expect(page.locator('#context-preview [data-role="cap"]')).to_be_hidden()
     page.fill("#id_context_cap", "")
 

@@ -148,3 +148,47 @@ def test_the_config_page_embeds_the_saved_preview_for_read_only_visitors(client,
     assert 'id="context-preview-initial"' in html
     assert '"hw_limit": 26624' in html
     assert "launches/config_form.js" in html
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, {"factor": 1.0, "scaled_context": 40960, "wanted_context": 40960, "lowered_to_cap": False}),
+        (
+            {"enable_yarn": "on", "yarn_factor": "2.0"},
+            {"factor": 2.0, "scaled_context": 81920, "wanted_context": 81920, "lowered_to_cap": False},
+        ),
+        (
+            {"enable_yarn": "on", "yarn_factor": "2.5", "context_cap": "60000"},
+            {"factor": 2.5, "scaled_context": 102400, "wanted_context": 60000, "lowered_to_cap": True},
+        ),
+        (
+            {"yarn_factor": "4.0", "context_cap": "30000"},
+            {"factor": 1.0, "scaled_context": 40960, "wanted_context": 30000, "lowered_to_cap": True},
+        ),
+        (
+            {"enable_yarn": "on", "yarn_factor": "1.3"},
+            {"factor_valid": False, "factor": 1.0, "wanted_context": 40960},
+        ),
+    ],
+)
+def test_the_preview_computes_the_wanted_length_of_the_values_being_edited(
+    client, viewer, config, changes, expected
+):
+    client.force_login(viewer)
+    data = preview(client, config, **changes)
+    assert {key: data[key] for key in expected} == expected
+    assert data["factor_valid"] is expected.get("factor_valid", True)
+
+
+@pytest.mark.parametrize(
+    ("learned_from", "cap", "serves", "above"),
+    [("refusal", "", 26624, True), ("refusal", "20000", 20000, False), ("fits", "", None, True)],
+)
+def test_the_preview_says_what_a_yarn_launch_serves_under_the_learned_limit(
+    client, viewer, config, profile, learned_from, cap, serves, above
+):
+    learn_limit(config, profile, 26624, learned_from=learned_from)
+    client.force_login(viewer)
+    data = preview(client, config, enable_yarn="on", yarn_factor="2.0", context_cap=cap)
+    assert (data["serves"], data["above_hw_limit"]) == (serves, above)

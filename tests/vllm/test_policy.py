@@ -8,9 +8,10 @@ import time
 
 import pytest
 
+from launches.contract import LimitLearnedPayload
 from launches.vllm.argv import ServeOptions
 from launches.vllm.policy import LaunchRequest, LaunchResult, run_launch
-from tests.vllm.conftest import DEMO_MODEL, STANDIN_API_SERVER, STANDIN_SERVE, free_port, group_gone
+from tests.vllm.conftest import DEMO_MODEL, STANDIN_API_SERVER, STANDIN_SERVE, free_port, group_gone, recorder
 
 SMALL_CARD = {"AIFRED_STANDIN_GPU_TOTAL_MIB": "12288", "AIFRED_STANDIN_WEIGHTS_MIB": "5837"}
 BIG_CARD = {"AIFRED_STANDIN_GPU_TOTAL_MIB": "81920", "AIFRED_STANDIN_WEIGHTS_MIB": "5837"}
@@ -33,7 +34,7 @@ def launch(version: str, card: dict[str, str], **kwargs) -> tuple[LaunchResult, 
         ready_timeout=kwargs.pop("ready_timeout", 30),
         **kwargs,
     )
-    result = run_launch(request, on_event=lambda kind, data: events.append((kind, data)))
+    result = run_launch(request, on_event=recorder(events))
     return result, events
 
 
@@ -104,10 +105,8 @@ def test_auto_fit_starts_once_and_learns_the_same_number_as_two_stages() -> None
     result, events = launch("0.32.0", SMALL_CARD, detect_only=True)
     assert [a.requested_len for a in result.attempts] == ["auto"]
     assert (result.max_model_len, result.learned_limit, result.learned_from) == (27168, 27168, "auto_fit")
-    assert (
-        "limit_learned",
-        {"max_model_len": 27168, "learned_from": "auto_fit", "kv_capacity_tokens": 27168},
-    ) in events
+    learned = LimitLearnedPayload(max_model_len=27168, learned_from="auto_fit", kv_capacity_tokens=27168)
+    assert ("limit_learned", learned.to_dict()) in events
 
 
 def test_the_api_server_module_form_works_as_well() -> None:
@@ -171,7 +170,7 @@ def test_a_cancelled_launch_stops_the_server() -> None:
     events: list[tuple[str, dict]] = []
     threading.Timer(1.0, cancel.set).start()
     started = time.monotonic()
-    result = run_launch(request, on_event=lambda k, d: events.append((k, d)), cancel=cancel)
+    result = run_launch(request, on_event=recorder(events), cancel=cancel)
     assert result.outcome == "cancelled"
     assert time.monotonic() - started < 10
     argv_pid_gone = [d for k, d in events if k == "attempt_finished"]

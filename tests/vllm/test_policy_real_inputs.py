@@ -9,7 +9,7 @@ from pathlib import Path
 
 from launches.vllm.argv import ServeOptions
 from launches.vllm.policy import LaunchRequest, run_launch
-from tests.vllm.conftest import DEMO_MODEL, STANDIN_SERVE, free_port
+from tests.vllm.conftest import DEMO_MODEL, STANDIN_SERVE, free_port, recorder
 
 CONFIGS = Path(__file__).resolve().parents[1] / "data" / "model-configs"
 FAST = {"AIFRED_STANDIN_LOAD_SECONDS": "0.2", "AIFRED_STANDIN_TEARDOWN_SECONDS": "1"}
@@ -25,7 +25,7 @@ def _launch(model: str, port: int, env: dict[str, str], **kwargs):
         **kwargs,
     )
     events: list[tuple[str, dict]] = []
-    return run_launch(request, on_event=lambda kind, data: events.append((kind, data))), events
+    return run_launch(request, on_event=recorder(events)), events
 
 
 class _Healthy(http.server.BaseHTTPRequestHandler):

@@ -103,9 +103,10 @@ def test_a_launch_with_a_memory_changing_extra_flag_learns_under_a_different_fin
 
 def test_a_max_num_seqs_vllm_named_is_learned_and_sent_with_the_next_launch(config):
     first = _launch(config)
-    first._on_limit_learned(
+    first.apply_event(
+        1,
+        "limit_learned",
         {"max_model_len": 40960, "learned_from": "fits", "kv_capacity_tokens": 30000, "max_num_seqs": 969},
-        None,
     )
     assert DetectedLimit.objects.get().max_num_seqs == 969
     assert _launch(config).spec["max_num_seqs"] == 969
