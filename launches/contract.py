@@ -246,7 +246,9 @@ class AcceptedPayload(Payload):
 
 @dataclass(frozen=True)
 class ModelFactsPayload(Payload):
-    """What the host read of the model's config.json: ``facts`` is ``ModelFacts.to_dict()``
+    """What a GPU worker of an earlier release read of the model's config.json on its host (today's
+    workers send none: the spec carries the lengths for the host's vLLM version). Still applied, so a
+    fleet whose site is upgraded before its hosts loses nothing. ``facts`` is ``ModelFacts.to_dict()``
     (``launches.vllm.modelinfo``), sent as the event's own keys; or ``error``, why it could not be read.
     Exactly one of the two is set; ``facts`` has at least ``native_context`` (tokens, >= 1)."""
 

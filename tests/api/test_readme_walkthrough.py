@@ -24,13 +24,11 @@ from launches.permissions import OPERATORS
 from tests.factories import make_user
 from tests.ports import free_port
 from tests.workers.conftest import (
-    CONTROL_QUEUE,
     DEMO_MODEL,
     RTX_3060,
-    TEST_REDIS_URL,
-    Fleet,
     database_url_for_subprocesses,
     host_name,
+    running_fleet,
     wait_for,
 )
 
@@ -53,31 +51,21 @@ def with_values(script: str, **values: str) -> str:
 
 @pytest.fixture
 def stack(live_server, tmp_path):
-    from aifred_site.celery import app
-
-    previous = app.conf.broker_url, app.conf.task_default_queue
-    app.conf.broker_url, app.conf.task_default_queue = TEST_REDIS_URL, CONTROL_QUEUE
-    fleet = Fleet(tmp_path, database_url_for_subprocesses())
-    try:
-        fleet.control_worker()
+    with running_fleet(tmp_path) as fleet:
         fleet.gpu_worker("api-3060", RTX_3060, "0.11.0")
         yield fleet
-    finally:
-        fleet.close()
-        app.conf.broker_url, app.conf.task_default_queue = previous
 
 
-@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")
-def test_the_readme_walkthrough_adds_a_model_launches_it_and_stops_it(stack, live_server) -> None:
-    operator = make_user("walk-operator", OPERATORS)
-    host = host_name("api-3060")
-    wait_for(lambda: _host_reported(host), 40, f"{host}'s first report")
-    port = free_port()
+def run_walkthrough(
+    live_server, operator, source: str, host: str, port: int, timeout: int = 120
+) -> subprocess.CompletedProcess:
+    """The README's walk-through with its values set, run by bash (errexit, pipefail) against this
+    test's site and database, killed after ``timeout`` seconds (exit code 124)."""
     script = with_values(
         readme_walkthrough(),
         AIFRED=live_server.url,
         OPERATOR=operator.username,
-        SOURCE=str(DEMO_MODEL),
+        SOURCE=source,
         HOST_NAME=host,
         PORT=str(port),
     )
@@ -87,14 +75,23 @@ def test_the_readme_walkthrough_adds_a_model_launches_it_and_stops_it(stack, liv
         "DATABASE_URL": database_url_for_subprocesses(),
         "DJANGO_SETTINGS_MODULE": "aifred_site.settings",
     }
-    run = subprocess.run(
-        ["timeout", "120", "bash", "-euo", "pipefail", "-c", script],
+    return subprocess.run(
+        ["timeout", str(timeout), "bash", "-euo", "pipefail", "-c", script],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")
+def test_the_readme_walkthrough_adds_a_model_launches_it_and_stops_it(stack, live_server) -> None:
+    operator = make_user("walk-operator", OPERATORS)
+    host = host_name("api-3060")
+    wait_for(lambda: _host_reported(host), 40, f"{host}'s first report")
+    port = free_port()
+    run = run_walkthrough(live_server, operator, str(DEMO_MODEL), host, port)
     assert run.returncode == 0, run.stdout + run.stderr
 
     launch = Launch.objects.get()
@@ -119,28 +116,7 @@ def test_the_readme_walkthrough_stops_with_the_reason_when_the_models_config_can
     broken.mkdir()
     (broken / "config.json").write_text('{"model_type": "qwen3",')
     operator = make_user("walk-operator", OPERATORS)
-    script = with_values(
-        readme_walkthrough(),
-        AIFRED=live_server.url,
-        OPERATOR=operator.username,
-        SOURCE=str(broken),
-        HOST_NAME=host_name("api-3060"),
-        PORT=str(free_port()),
-    )
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "DATABASE_URL": database_url_for_subprocesses(),
-        "DJANGO_SETTINGS_MODULE": "aifred_site.settings",
-    }
-    run = subprocess.run(
-        ["timeout", "100", "bash", "-c", script],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    run = run_walkthrough(live_server, operator, str(broken), host_name("api-3060"), free_port(), timeout=100)
     # Not the 100 s timeout (124): the wait ends on the model's error and says it.
     assert run.returncode == 1, run.stdout + run.stderr
     assert "config.json" in run.stderr and "not read within" not in run.stderr, run.stderr

@@ -11,7 +11,7 @@ from launches.models import Launch
 from tests.chaos.drills import assert_settled
 from tests.factories import demo_model
 from tests.workers.conftest import H100, host_name, wait_for
-from tests.workers.helpers import config_for, wait_status
+from tests.workers.helpers import config_for, start_slow_launch, wait_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -57,11 +57,7 @@ def test_a_gpu_worker_killed_during_a_start_and_restarted_fails_the_launch_and_c
     chaos_fleet,
 ) -> None:
     chaos_fleet.control_worker()
-    worker = chaos_fleet.gpu_worker("killed", H100, "0.32.0", AIFRED_STANDIN_LOAD_SECONDS="60")
-    host = host_name("killed")
-    launch = Launch.objects.start(config_for("killed", demo_model()), user=None)
-    wait_for(lambda: launch.attempts.exists(), 30, "the first attempt")
-    wait_for(lambda: chaos_fleet.servers_of(host), 10, "the server process")
+    worker, host, launch, _ = start_slow_launch(chaos_fleet, "killed")
 
     worker.kill()
     chaos_fleet.gpu_worker("killed", H100, "0.32.0", AIFRED_STANDIN_LOAD_SECONDS="60")

@@ -14,24 +14,13 @@ from launches.admin_views import LaunchConfigViews
 from launches.contract import LaunchSpec
 from launches.models import Launch
 from tests.factories import make_config, make_gpu, make_host, make_model
+from tests.vllm.test_model_configs import CONFIG_DIR, YARN_QWEN
 
 pytestmark = pytest.mark.django_db
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "data" / "model-configs"
-
 # YaRN in the config: up to vLLM 0.29 the length is original × factor (131,072), from 0.30.0 it is
 # max_position_embeddings (32,768).
-YARN_IN_CONFIG = {
-    "architectures": ["Qwen2ForCausalLM"],
-    "model_type": "qwen2",
-    "hidden_size": 1024,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 8,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 32768,
-    "rope_theta": 500000.0,
-    "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768},
-}
+YARN_IN_CONFIG = {**YARN_QWEN, "rope_theta": 500000.0}
 
 
 def model_read_from(folder: Path, config: dict) -> ModelSpec:

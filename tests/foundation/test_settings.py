@@ -6,6 +6,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# The settings a production deployment sets (compose and .env.example do).
+PRODUCTION = {
+    "DEBUG": "0",
+    "SECRET_KEY": "x" * 30 + "-production-secret-with-enough-entropy-1234567890",
+    "ALLOWED_HOSTS": "aifred.example.org",
+}
 
 
 def _run(args, **env):
@@ -24,9 +30,7 @@ def test_production_mode_without_a_secret_key_refuses_to_start_and_says_what_to_
 def test_check_deploy_is_clean_under_production_settings(tmp_path):
     result = _run(
         ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        DEBUG="0",
-        SECRET_KEY="x" * 30 + "-production-secret-with-enough-entropy-1234567890",
-        ALLOWED_HOSTS="aifred.example.org",
+        **PRODUCTION,
         DATABASE_URL="postgres://aifred@127.0.0.1:5432/aifred",
         AIFRED_VAR_DIR=str(tmp_path),
     )
@@ -65,9 +69,7 @@ def test_every_variable_the_settings_read_is_listed_in_env_example():
 def test_check_deploy_warns_about_sqlite_in_production(tmp_path):
     result = _run(
         ["manage.py", "check", "--deploy", "--database", "default"],
-        DEBUG="0",
-        SECRET_KEY="x" * 30 + "-production-secret-with-enough-entropy-1234567890",
-        ALLOWED_HOSTS="aifred.example.org",
+        **PRODUCTION,
         AIFRED_VAR_DIR=str(tmp_path),
     )
     assert "aifred.W001" in result.stderr + result.stdout

@@ -32,7 +32,7 @@ API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 # Flags every start here uses: no torch.compile/graph capture, so a start takes about a minute on 2 cores.
 FAST_START_ARGS = ["--enforce-eager", "--dtype", "bfloat16"]
 # What the model from build_model.py holds natively, and with YaRN factor 2 (vLLM >= 0.30 needs
-# max_position_embeddings overridden with the factor applied, see vllm-reference.md section 3).
+# max_position_embeddings overridden with the factor applied; launches/vllm/versions.py:yarn_flag_form).
 NATIVE_CONTEXT = 40960
 YARN_FACTOR_2_CONTEXT = 81920
 YARN_FACTOR_2_OVERRIDES = {

@@ -99,25 +99,11 @@ def live_stack(live_server, tmp_path):
     context once and starts at the number vLLM printed."""
     from types import SimpleNamespace
 
-    from aifred_site.celery import app
     from tests.factories import demo_model
-    from tests.workers.conftest import (
-        CONTROL_QUEUE,
-        RTX_3060,
-        TEST_REDIS_URL,
-        Fleet,
-        database_url_for_subprocesses,
-    )
+    from tests.workers.conftest import RTX_3060, running_fleet
     from tests.workers.helpers import config_for
 
-    previous = app.conf.broker_url, app.conf.task_default_queue
-    app.conf.broker_url, app.conf.task_default_queue = TEST_REDIS_URL, CONTROL_QUEUE
-    fleet = Fleet(tmp_path, database_url_for_subprocesses())
-    try:
-        fleet.control_worker()
+    with running_fleet(tmp_path) as fleet:
         fleet.gpu_worker("ui-3060", RTX_3060, "0.11.0")
         config = config_for("ui-3060", demo_model())
         yield SimpleNamespace(config=config, fleet=fleet)
-    finally:
-        fleet.close()
-        app.conf.broker_url, app.conf.task_default_queue = previous

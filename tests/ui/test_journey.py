@@ -27,23 +27,10 @@ BROKEN_WORDS = re.compile(r"\bNaN\b|\bundefined\b|Traceback \(most recent call l
 def journey_stack(live_server, tmp_path):
     """Redis, a control worker and two GPU workers: an H100 on vLLM 0.32.0 (auto-fit) and an RTX 3060
     on vLLM 0.11.0 (refusal, then a second start)."""
-    from aifred_site.celery import app
-    from tests.workers.conftest import (
-        CONTROL_QUEUE,
-        H100,
-        RTX_3060,
-        TEST_REDIS_URL,
-        Fleet,
-        database_url_for_subprocesses,
-        host_name,
-    )
+    from tests.workers.conftest import H100, RTX_3060, host_name, running_fleet
     from tests.workers.helpers import wait_for_host
 
-    previous = app.conf.broker_url, app.conf.task_default_queue
-    app.conf.broker_url, app.conf.task_default_queue = TEST_REDIS_URL, CONTROL_QUEUE
-    fleet = Fleet(tmp_path, database_url_for_subprocesses())
-    try:
-        fleet.control_worker()
+    with running_fleet(tmp_path) as fleet:
         fleet.gpu_worker("lab-h100", H100, "0.32.0")
         fleet.gpu_worker("desk-3060", RTX_3060, "0.11.0")
         wait_for_host("lab-h100")
@@ -51,9 +38,6 @@ def journey_stack(live_server, tmp_path):
         yield SimpleNamespace(
             fleet=fleet, auto_host=host_name("lab-h100"), two_stage_host=host_name("desk-3060")
         )
-    finally:
-        fleet.close()
-        app.conf.broker_url, app.conf.task_default_queue = previous
 
 
 class Recorder:
@@ -163,25 +147,13 @@ def test_a_host_without_gpus_says_so_on_the_fleet_and_launch_refuses_with_that_s
     """A real GPU worker on a machine without an NVIDIA driver, whose vLLM command does not exist."""
     from playwright.sync_api import expect
 
-    from aifred_site.celery import app
     from gpus.models import Host
     from gpus.nvml import read_inventory_or_empty
-    from tests.workers.conftest import (
-        CONTROL_QUEUE,
-        TEST_REDIS_URL,
-        Fleet,
-        database_url_for_subprocesses,
-        host_name,
-        wait_for,
-    )
+    from tests.workers.conftest import host_name, running_fleet, wait_for
 
     if read_inventory_or_empty().gpus:
         pytest.skip("this machine has an NVIDIA GPU")
-    previous = app.conf.broker_url, app.conf.task_default_queue
-    app.conf.broker_url, app.conf.task_default_queue = TEST_REDIS_URL, CONTROL_QUEUE
-    fleet = Fleet(tmp_path, database_url_for_subprocesses())
-    try:
-        fleet.control_worker()
+    with running_fleet(tmp_path) as fleet:
         fleet.gpu_worker("bare-vm", "", "0.11.0", AIFRED_VLLM_COMMAND="no-such-vllm serve")
         name = host_name("bare-vm")
         wait_for(lambda: Host.objects.filter(name=name).exclude(vllm_error="").exists(), 40, "its report")
@@ -205,6 +177,3 @@ def test_a_host_without_gpus_says_so_on_the_fleet_and_launch_refuses_with_that_s
         expect(error).to_contain_text("no-such-vllm was not found")
         expect(error).to_contain_text("make demo")
         recorder.check()
-    finally:
-        fleet.close()
-        app.conf.broker_url, app.conf.task_default_queue = previous

@@ -215,6 +215,24 @@ def database_url_for_subprocesses() -> str:
     return f"postgres://{auth}{settings_dict.get('HOST') or '127.0.0.1'}{port}/{settings_dict['NAME']}"
 
 
+@contextlib.contextmanager
+def running_fleet(directory: Path) -> Iterator[Fleet]:
+    """A fleet with its control worker started, while the site's Celery app (this test process's)
+    sends through the test Redis; every worker and server stopped and the app's broker restored after.
+    For tests outside this package (the browser and API tests), whose conftest does not switch it."""
+    from aifred_site.celery import app
+
+    previous = app.conf.broker_url, app.conf.task_default_queue
+    app.conf.broker_url, app.conf.task_default_queue = TEST_REDIS_URL, CONTROL_QUEUE
+    fleet = Fleet(directory, database_url_for_subprocesses())
+    try:
+        fleet.control_worker()
+        yield fleet
+    finally:
+        fleet.close()
+        app.conf.broker_url, app.conf.task_default_queue = previous
+
+
 @pytest.fixture(scope="session", autouse=True)
 def test_broker() -> None:
     """The test process sends launch specs through the test Redis database."""

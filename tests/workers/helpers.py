@@ -6,9 +6,9 @@ from decimal import Decimal
 
 from gpus.models import Gpu, Host, ModelSpec
 from launches.models import Launch, LaunchConfig
-from tests.factories import make_config
+from tests.factories import demo_model, make_config
 from tests.ports import free_port
-from tests.workers.conftest import host_name, wait_for
+from tests.workers.conftest import H100, Fleet, Worker, host_name, wait_for
 
 TERMINAL = {str(status) for status in Launch.Status.terminal()}
 
@@ -59,3 +59,14 @@ def attempts_of(launch: Launch) -> list[tuple[int | str | None, str]]:
         ("auto" if attempt.requested_auto else attempt.requested_len, attempt.outcome)
         for attempt in launch.attempts.order_by("number")
     ]
+
+
+def start_slow_launch(fleet: Fleet, label: str) -> tuple[Worker, str, Launch, dict[int, set[int]]]:
+    """A GPU worker (an H100 on vLLM 0.32.0) whose stand-in takes a minute to load, and a launch of the
+    demo model caught mid-start: returns the worker, its host name, the launch and the server's
+    process groups (launch id -> pgids). The caller's fleet has its control worker running."""
+    worker = fleet.gpu_worker(label, H100, "0.32.0", AIFRED_STANDIN_LOAD_SECONDS="60")
+    launch = Launch.objects.start(config_for(label, demo_model()), user=None)
+    wait_for(lambda: launch.attempts.exists(), 30, "the first attempt")
+    servers = wait_for(lambda: fleet.servers_of(host_name(label)), 10, "the server process")
+    return worker, host_name(label), launch, servers

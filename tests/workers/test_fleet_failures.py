@@ -13,7 +13,7 @@ from launches.models import Launch
 from launches.vllm.process import probe_health
 from tests.factories import demo_model
 from tests.workers.conftest import H100, LAUNCH_LOST_SECONDS, host_name, wait_for
-from tests.workers.helpers import config_for, wait_status
+from tests.workers.helpers import config_for, start_slow_launch, wait_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -41,11 +41,7 @@ def test_a_gpu_worker_killed_during_a_start_leaves_the_launch_lost_and_its_resta
     fleet,
 ) -> None:
     fleet.control_worker()
-    worker = fleet.gpu_worker("crash", H100, "0.32.0", AIFRED_STANDIN_LOAD_SECONDS="60")
-    host = host_name("crash")
-    launch = Launch.objects.start(config_for("crash", demo_model()), user=None)
-    wait_for(lambda: launch.attempts.exists(), 30, "the first attempt")
-    orphans = wait_for(lambda: fleet.servers_of(host), 10, "the server process")
+    worker, host, launch, orphans = start_slow_launch(fleet, "crash")
 
     worker.kill()
     launch = wait_status(launch, Launch.Status.LOST, timeout=LAUNCH_LOST_SECONDS + 20)
