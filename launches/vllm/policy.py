@@ -399,130 +399,258 @@ def _free_picked_port(options: ServeOptions, next_port: Callable[[int], int | No
     return None
 
 
-def run_launch(
-    request: LaunchRequest,
-    *,
-    on_event: EventCallback | None = None,
-    cancel: threading.Event | None = None,
-    before_retry: Callable[[], None] | None = None,
-) -> LaunchResult:
-    def emit(payload: Payload) -> None:
-        if on_event is not None:
-            on_event(payload.kind, payload.to_dict())
+class _Ended(Exception):
+    """The launch failed before an attempt could be watched (no version, no model config, a bad option,
+    a busy port, a process that does not start); ``result`` is what ``run_launch`` returns."""
 
-    def fail(outcome: str, reason: str, **extra: Any) -> LaunchResult:
-        emit(FailedPayload(reason=reason, outcome=Outcome(outcome)))
+    def __init__(self, result: LaunchResult) -> None:
+        super().__init__(result.reason)
+        self.result = result
+
+
+@dataclass(frozen=True)
+class _Watched:
+    """What watching one attempt found.
+
+    ``verdict`` is vLLM's (read again after the ready line, so it holds the KV capacity and auto-fit
+    lines); ``stopped_by`` is ``Outcome.TIMEOUT`` or ``Outcome.CANCELLED`` when the launcher ended the
+    attempt itself (None when vLLM's output decided); ``served`` is the length in tokens a ready
+    server serves (None unless ``ready``); ``message`` is the attempt's reason in words.
+    """
+
+    attempt: _Attempt
+    verdict: Verdict
+    stopped_by: Outcome | None
+    ready: bool
+    served: int | None
+    stopped_by_launcher: bool
+    message: str
+
+    @property
+    def process(self) -> VllmProcess:
+        return self.attempt.process
+
+
+class _LaunchRun:
+    """One run of the launch policy: what it decided before the first start and what it has learned
+    since, as named attributes, with one method per step of ``run``.
+
+    Set once by ``_prepare``: ``version`` (vLLM's, "0.14.1"), ``wanted`` (tokens), ``yarn`` (None
+    without a YaRN factor), ``env`` (the environment of every start) and ``common`` (the fields
+    every result carries). Changed by the attempts: ``options`` (the port, ``--max-num-seqs``),
+    ``requested`` (the next start's ``--max-model-len``: tokens or "auto"), ``attempts``,
+    ``learned``/``learned_from``, ``capacity`` (the last KV capacity vLLM logged, tokens),
+    ``refused_before`` and ``max_num_seqs``.
+    """
+
+    version: str
+    wanted: int
+    yarn: YarnSetting | None
+    env: dict[str, str]
+    common: dict[str, Any]
+    requested: int | str
+    max_num_seqs: int | None
+    started: float
+
+    def __init__(
+        self,
+        request: LaunchRequest,
+        on_event: EventCallback | None,
+        cancel: threading.Event | None,
+        before_retry: Callable[[], None] | None,
+    ) -> None:
+        self.request = request
+        self.on_event = on_event
+        self.cancel = cancel
+        self.before_retry = before_retry
+        self.options = request.options
+        self.env_base = {**os.environ, **request.extra_env}
+        self.attempts: list[AttemptResult] = []
+        self.learned: int | None = None
+        self.learned_from: str | None = None
+        self.capacity: int | None = None
+        self.refused_before = False
+
+    def run(self) -> LaunchResult:
+        """Prepare, then start attempts until ``next_step`` says ready or fail (see ``run_launch``)."""
+        try:
+            self._prepare()
+            for number in range(1, max(1, self.request.max_attempts) + 1):
+                argv = self._argv()
+                log_path = self._log_path(number)
+                argv, picked = self._attempt_port(argv)
+                self._emit(AttemptStartedPayload(attempt=number, argv=argv, requested_len=self.requested))
+                self._make_sure_port_free(number, argv, picked)
+                watched = self._watch(self._start(number, argv, log_path))
+                self._record(number, argv, log_path, watched)
+                step = next_step(self._known(number, watched))
+                result = self._carry_out(step, watched)
+                if result is not None:
+                    return result
+            return self._failure("failed", "No attempt was made", attempts=self.attempts, **self.common)
+        except _Ended as ended:
+            return ended.result
+
+    @property
+    def url(self) -> str:
+        """The server's base URL on the current ``options`` ("http://127.0.0.1:8000")."""
+        return f"http://{self.options.host}:{self.options.port}"
+
+    def _emit(self, payload: Payload) -> None:
+        """Send ``payload`` to ``on_event`` as ``(kind, dict)``; nothing without a callback."""
+        if self.on_event is not None:
+            self.on_event(payload.kind, payload.to_dict())
+
+    def _failure(self, outcome: str, reason: str, **extra: Any) -> LaunchResult:
+        """Emit ``failed`` and return the failed result; ``extra`` are further ``LaunchResult`` fields."""
+        self._emit(FailedPayload(reason=reason, outcome=Outcome(outcome)))
         return LaunchResult(outcome=outcome, reason=reason, **extra)
 
-    options = request.options
-    env_base = {**os.environ, **request.extra_env}
-    version = request.vllm_version
-    if version is None:
-        try:
-            version = detect_vllm_version(request.base_command, env=env_base)
-        except VllmVersionError as exc:
-            return fail("failed", str(exc))
-    native = request.native_context
-    default = request.default_context
-    theta = request.rope_theta
-    if native is None:
-        try:
-            facts = read_model_facts(options.model, options.revision, token=request.extra_env.get("HF_TOKEN"))
-        except ModelConfigError as exc:
-            return fail("failed", str(exc), vllm_version=version)
-        native, default = facts.lengths_for_version(
-            version, disable_sliding_window=has_flag(options.extra_args, "--disable-sliding-window")
+    def _prepare(self) -> None:
+        """Decide what holds for every attempt: vLLM's version, the model's lengths, the wanted length,
+        the YaRN setting, the learned ``--max-num-seqs`` and the first start's length (``first_length``).
+
+        Raises ``_Ended`` (a ``failed`` result, event emitted) when the version cannot be detected or
+        the model's config cannot be read.
+        """
+        request = self.request
+        self.version = self._version()
+        native, default, theta = self._lengths()
+        factor = request.yarn_factor or 1.0
+        self.wanted = wanted_length(native, factor, request.context_cap)
+        self.yarn = YarnSetting(factor, native, theta) if factor != 1.0 else None
+        self.common = {"vllm_version": self.version, "native_context": native, "wanted_len": self.wanted}
+        self.max_num_seqs = request.max_num_seqs
+        if self.max_num_seqs:
+            self.options = replace(self.options, max_num_seqs=int(self.max_num_seqs))
+        self.requested = first_length(
+            self.wanted,
+            version=self.version,
+            default=default,
+            with_yarn=self.yarn is not None,
+            known_limit=request.known_limit,
+            ceiling_hint=request.ceiling_hint,
         )
-        theta = theta if theta is not None else facts.rope_theta
-    default = default or native
-    factor = request.yarn_factor or 1.0
-    wanted = wanted_length(native, factor, request.context_cap)
-    yarn = YarnSetting(factor, native, theta) if factor != 1.0 else None
-    common: dict[str, Any] = {"vllm_version": version, "native_context": native, "wanted_len": wanted}
-    max_num_seqs = request.max_num_seqs
-    if max_num_seqs:
-        options = replace(options, max_num_seqs=int(max_num_seqs))
+        self.env = build_env(request.gpu_uuids or None, self.env_base)
+        self.started = time.time()
 
-    requested = first_length(
-        wanted,
-        version=version,
-        default=default,
-        with_yarn=yarn is not None,
-        known_limit=request.known_limit,
-        ceiling_hint=request.ceiling_hint,
-    )
-    url = f"http://{options.host}:{options.port}"
-    env = build_env(request.gpu_uuids or None, env_base)
-    attempts: list[AttemptResult] = []
-    learned: int | None = None
-    learned_from: str | None = None
-    capacity: int | None = None
-    refused_before = False
-    started = time.time()
-
-    for number in range(1, max(1, request.max_attempts) + 1):
+    def _version(self) -> str:
+        """The request's vLLM version, else the one ``base_command`` reports. Raises ``_Ended``."""
+        if self.request.vllm_version is not None:
+            return self.request.vllm_version
         try:
-            argv = build_argv(
-                request.base_command, options, max_model_len=requested, vllm_version=version, yarn=yarn
+            return detect_vllm_version(self.request.base_command, env=self.env_base)
+        except VllmVersionError as exc:
+            raise _Ended(self._failure("failed", str(exc))) from exc
+
+    def _lengths(self) -> tuple[int, int, float | None]:
+        """The model's native and default context (tokens; the default is the native one when the
+        model has none of its own) and its RoPE theta, from the request or else read from the model's
+        config for this vLLM version. Raises ``_Ended`` when the config cannot be read."""
+        request, options = self.request, self.options
+        native, default, theta = request.native_context, request.default_context, request.rope_theta
+        if native is None:
+            try:
+                facts = read_model_facts(
+                    options.model, options.revision, token=request.extra_env.get("HF_TOKEN")
+                )
+            except ModelConfigError as exc:
+                raise _Ended(self._failure("failed", str(exc), vllm_version=self.version)) from exc
+            native, default = facts.lengths_for_version(
+                self.version, disable_sliding_window=has_flag(options.extra_args, "--disable-sliding-window")
+            )
+            theta = theta if theta is not None else facts.rope_theta
+        return native, default or native, theta
+
+    def _argv(self) -> list[str]:
+        """vLLM's argv for a start at ``requested`` on the current options. Raises ``_Ended`` on an
+        ``ArgvError`` (an option this vLLM version does not take)."""
+        try:
+            return build_argv(
+                self.request.base_command,
+                self.options,
+                max_model_len=self.requested,
+                vllm_version=self.version,
+                yarn=self.yarn,
             )
         except ArgvError as exc:
-            return fail("failed", str(exc), attempts=attempts, **common)
-        log_path = None
-        if request.log_dir:
-            os.makedirs(request.log_dir, exist_ok=True)
-            log_path = os.path.join(
-                request.log_dir, f"launch-{request.launch_id or int(started)}-attempt-{number}.log"
+            raise _Ended(self._failure("failed", str(exc), attempts=self.attempts, **self.common)) from exc
+
+    def _log_path(self, number: int) -> str | None:
+        """The file attempt ``number`` logs to under ``log_dir`` (created), or None without one."""
+        log_dir = self.request.log_dir
+        if not log_dir:
+            return None
+        os.makedirs(log_dir, exist_ok=True)
+        return os.path.join(
+            log_dir, f"launch-{self.request.launch_id or int(self.started)}-attempt-{number}.log"
+        )
+
+    def _attempt_port(self, argv: list[str]) -> tuple[list[str], bool]:
+        """The port of the next start: a busy port the host picked is replaced by its next free one
+        (``_free_picked_port``; ``options`` and ``argv`` then name it). Returns the argv to start and
+        False when every port tried was busy or the host has none left. Raises ``_Ended`` when the
+        argv cannot be rebuilt for the new port."""
+        picked = _free_picked_port(self.options, self.request.next_port)
+        if picked is not None and picked != self.options.port:
+            self.options = replace(self.options, port=picked)
+            argv = self._argv()
+        return argv, picked is not None
+
+    def _make_sure_port_free(self, number: int, argv: list[str], picked: bool) -> None:
+        """Return when a port was picked and nothing answers there. Else whatever answers is not the
+        server we would start: record attempt ``number`` as ``port_in_use`` without starting anything,
+        emit its ``attempt_finished`` and raise ``_Ended`` with the failed launch."""
+        if picked and not port_in_use(self.options.host, self.options.port):
+            return
+        now = time.time()
+        if self.request.next_port is None:
+            message = (
+                f"Port {self.options.port} on {self.options.host} is already in use by another process; "
+                "choose another port in the config, or leave it empty so the host picks one"
             )
-        picked = _free_picked_port(options, request.next_port)
-        if picked is not None and picked != options.port:
-            options = replace(options, port=picked)
-            url = f"http://{options.host}:{options.port}"
-            argv = build_argv(
-                request.base_command, options, max_model_len=requested, vllm_version=version, yarn=yarn
+        else:
+            message = (
+                f"Every port the host picked on {self.options.host} ({PORT_TRIES} tries) was already in use "
+                "by another process; free some ports of the host's port range (AIFRED_PORT_RANGE)"
             )
-        emit(AttemptStartedPayload(attempt=number, argv=argv, requested_len=requested))
-        if picked is None or port_in_use(options.host, options.port):
-            # Something else answers there: whatever it says, it is not the server we would start.
-            now = time.time()
-            if request.next_port is None:
-                message = (
-                    f"Port {options.port} on {options.host} is already in use by another process; "
-                    "choose another port in the config, or leave it empty so the host picks one"
-                )
-            else:
-                message = (
-                    f"Every port the host picked on {options.host} ({PORT_TRIES} tries) was already in use "
-                    "by another process; free some ports of the host's port range (AIFRED_PORT_RANGE)"
-                )
-            attempts.append(
-                AttemptResult(
-                    number,
-                    requested,
-                    argv,
-                    str(Outcome.PORT_IN_USE),
-                    started_at=now,
-                    ended_at=now,
-                    message=message,
-                )
+        self.attempts.append(
+            AttemptResult(
+                number,
+                self.requested,
+                argv,
+                str(Outcome.PORT_IN_USE),
+                started_at=now,
+                ended_at=now,
+                message=message,
             )
-            emit(
-                AttemptFinishedPayload(
-                    attempt=number, outcome=Outcome.PORT_IN_USE, message=message, started_at=now, ended_at=now
-                )
+        )
+        self._emit(
+            AttemptFinishedPayload(
+                attempt=number, outcome=Outcome.PORT_IN_USE, message=message, started_at=now, ended_at=now
             )
-            return fail("failed", message, attempts=attempts, **common)
+        )
+        raise _Ended(self._failure("failed", message, attempts=self.attempts, **self.common))
+
+    def _start(self, number: int, argv: list[str], log_path: str | None) -> _Attempt:
+        """Start vLLM for attempt ``number``. Raises ``_Ended`` when the process cannot start."""
         try:
-            attempt = _Attempt(number, argv, env, log_path, emit)
+            return _Attempt(number, argv, self.env, log_path, self._emit)
         except ProcessStartError as exc:
-            return fail("failed", str(exc), attempts=attempts, **common)
-        deadline = time.monotonic() + request.ready_timeout
-        verdict, policy_outcome = attempt.watch(url, options.port, deadline, cancel)
+            raise _Ended(self._failure("failed", str(exc), attempts=self.attempts, **self.common)) from exc
+
+    def _watch(self, attempt: _Attempt) -> _Watched:
+        """Watch ``attempt`` for at most ``ready_timeout`` seconds (or until ``cancel``). A server
+        that is not ready is stopped (``FAILED_STOP_GRACE``); a ready one is left running and asked
+        for the length it serves (else vLLM's logged length, else the requested one)."""
+        deadline = time.monotonic() + self.request.ready_timeout
+        verdict, stopped_by = attempt.watch(self.url, self.options.port, deadline, self.cancel)
         process = attempt.process
-        ready = policy_outcome is None and verdict.outcome == Outcome.READY
+        ready = stopped_by is None and verdict.outcome == Outcome.READY
         if ready:
             # vLLM's logger (KV capacity, auto-fit) writes to stdout and uvicorn's ready line to stderr:
             # take every line written before the ready line into the verdict.
-            attempt.process.catch_up()
+            process.catch_up()
             attempt.drain()
             verdict = attempt.watcher.verdict()
         stopped_by_launcher = not ready and process.poll() is None
@@ -531,132 +659,190 @@ def run_launch(
             attempt.drain()
         served: int | None = None
         if ready:
-            served = read_served_max_model_len(url) or verdict.max_model_len
-            if served is None and isinstance(requested, int):
-                served = requested
-        outcome = str(policy_outcome or verdict.outcome)
+            served = read_served_max_model_len(self.url) or verdict.max_model_len
+            if served is None and isinstance(self.requested, int):
+                served = self.requested
         message = verdict.message
-        if policy_outcome == Outcome.TIMEOUT:
-            message = f"vLLM was not ready within {request.ready_timeout:g} s"
-        elif policy_outcome == Outcome.CANCELLED:
+        if stopped_by == Outcome.TIMEOUT:
+            message = f"vLLM was not ready within {self.request.ready_timeout:g} s"
+        elif stopped_by == Outcome.CANCELLED:
             message = "The launch was cancelled"
+        return _Watched(
+            attempt=attempt,
+            verdict=verdict,
+            stopped_by=Outcome(stopped_by) if stopped_by is not None else None,
+            ready=ready,
+            served=served,
+            stopped_by_launcher=stopped_by_launcher,
+            message=message,
+        )
+
+    def _record(self, number: int, argv: list[str], log_path: str | None, watched: _Watched) -> None:
+        """Append attempt ``number`` to ``attempts``, emit ``attempt_finished`` and keep the KV
+        capacity (tokens) vLLM logged, if it logged one."""
+        verdict, process = watched.verdict, watched.process
+        outcome = str(watched.stopped_by or verdict.outcome)
         ended = time.time()
         result = AttemptResult(
             number=number,
-            requested_len=requested,
+            requested_len=self.requested,
             argv=argv,
             outcome=outcome,
-            parsed_len=served if ready else verdict.max_model_len or verdict.derived_max_model_len,
-            exit_code=process.returncode if not ready else None,
-            started_at=attempt.started_at,
+            parsed_len=(
+                watched.served if watched.ready else verdict.max_model_len or verdict.derived_max_model_len
+            ),
+            exit_code=process.returncode if not watched.ready else None,
+            started_at=watched.attempt.started_at,
             ended_at=ended,
-            duration=ended - attempt.started_at,
-            message=message,
+            duration=ended - watched.attempt.started_at,
+            message=watched.message,
             log_tail=list(verdict.tail),
             log_path=log_path,
             kv_capacity_tokens=verdict.kv_capacity_tokens,
-            decided_at=attempt.decided_at,
-            stopped_by_launcher=stopped_by_launcher,
+            decided_at=watched.attempt.decided_at,
+            stopped_by_launcher=watched.stopped_by_launcher,
         )
-        attempts.append(result)
-        emit(
+        self.attempts.append(result)
+        self._emit(
             AttemptFinishedPayload(
                 attempt=number,
                 outcome=Outcome(outcome),
                 parsed_len=result.parsed_len,
                 exit_code=result.exit_code,
-                stopped_by_launcher=stopped_by_launcher,
-                message=message,
+                stopped_by_launcher=result.stopped_by_launcher,
+                message=result.message,
                 log_tail=result.log_tail,
                 started_at=result.started_at,
                 ended_at=result.ended_at,
             )
         )
         if verdict.kv_capacity_tokens:
-            capacity = verdict.kv_capacity_tokens
-        step = next_step(
-            Known(
-                verdict=verdict,
-                requested=requested,
-                wanted=wanted,
-                number=number,
-                max_attempts=request.max_attempts,
-                message=message,
-                stopped_by=Outcome(policy_outcome) if policy_outcome is not None else None,
-                served=served,
-                refused_before=refused_before,
-                with_yarn=yarn is not None,
-                max_num_seqs=max_num_seqs,
-                learned=learned,
-                learned_from=learned_from,
-            )
+            self.capacity = verdict.kv_capacity_tokens
+
+    def _known(self, number: int, watched: _Watched) -> Known:
+        """What ``next_step`` reads after attempt ``number``."""
+        return Known(
+            verdict=watched.verdict,
+            requested=self.requested,
+            wanted=self.wanted,
+            number=number,
+            max_attempts=self.request.max_attempts,
+            message=watched.message,
+            stopped_by=watched.stopped_by,
+            served=watched.served,
+            refused_before=self.refused_before,
+            with_yarn=self.yarn is not None,
+            max_num_seqs=self.max_num_seqs,
+            learned=self.learned,
+            learned_from=self.learned_from,
         )
-        learned, learned_from, refused_before = (
-            step.learned,
-            step.learned_from,
-            refused_before or step.refused,
-        )
-        if step.announce:
-            emit(
-                LimitLearnedPayload(
-                    max_model_len=learned, learned_from=learned_from, kv_capacity_tokens=capacity
-                )
-            )
-        if step.max_num_seqs != max_num_seqs:
-            max_num_seqs = step.max_num_seqs
-            options = replace(options, max_num_seqs=max_num_seqs)
+
+    def _carry_out(self, step: Step, watched: _Watched) -> LaunchResult | None:
+        """Do what ``step`` says: keep what it learned, then return the failed or ready result, or
+        (None) stop a ready server above the cap when asked and set the next start's length."""
+        self._learn(step)
         if step.action == "fail":
-            return fail(
+            return self._failure(
                 step.outcome,
                 step.reason,
-                attempts=attempts,
-                learned_limit=learned,
-                learned_from=learned_from,
-                kv_capacity_tokens=capacity,
-                **common,
+                attempts=self.attempts,
+                learned_limit=self.learned,
+                learned_from=self.learned_from,
+                kv_capacity_tokens=self.capacity,
+                **self.common,
             )
         if step.action == "ready":
-            # For "fits" the event carries the served length: a floor for the site to keep (none when
-            # the served length is unknown). Only a hybrid model's learned sequence count travels.
-            length = learned if learned is not None else served
-            if length is not None:
-                emit(
-                    LimitLearnedPayload(
-                        max_model_len=length,
-                        learned_from=learned_from,
-                        kv_capacity_tokens=capacity,
-                        max_num_seqs=max_num_seqs or None,
-                    )
-                )
-            emit(
-                ReadyPayload(
-                    url=url,
-                    max_model_len=served,
-                    kv_capacity_tokens=capacity,
-                    pid=process.pid,
-                    pgid=process.pgid,
+            return self._ready(watched)
+        if step.stop_ready:
+            watched.process.stop(STOP_GRACE)
+        self.requested = step.length
+        if self.before_retry is not None:
+            self.before_retry()
+        return None
+
+    def _learn(self, step: Step) -> None:
+        """Keep ``step``'s learned limit and ``--max-num-seqs``; emit ``limit_learned`` when it
+        announces one (a refusal's number, before the next start)."""
+        self.learned, self.learned_from = step.learned, step.learned_from
+        self.refused_before = self.refused_before or step.refused
+        if step.announce:
+            self._emit(
+                LimitLearnedPayload(
+                    max_model_len=self.learned,
+                    learned_from=self.learned_from,
+                    kv_capacity_tokens=self.capacity,
                 )
             )
-            if request.detect_only:
-                process.stop(STOP_GRACE)
-            return LaunchResult(
-                outcome="ready",
-                reason=message,
-                attempts=attempts,
-                max_model_len=served,
-                learned_limit=learned,
-                learned_from=learned_from,
-                kv_capacity_tokens=capacity,
-                url=url,
+        if step.max_num_seqs != self.max_num_seqs:
+            self.max_num_seqs = step.max_num_seqs
+            self.options = replace(self.options, max_num_seqs=self.max_num_seqs)
+
+    def _ready(self, watched: _Watched) -> LaunchResult:
+        """Emit ``limit_learned`` (when a length is known) and ``ready``; return the ready result, with
+        the running process unless ``detect_only`` (then the server is stopped)."""
+        process = watched.process
+        # For "fits" the event carries the served length: a floor for the site to keep (none when
+        # the served length is unknown). Only a hybrid model's learned sequence count travels.
+        length = self.learned if self.learned is not None else watched.served
+        if length is not None:
+            self._emit(
+                LimitLearnedPayload(
+                    max_model_len=length,
+                    learned_from=self.learned_from,
+                    kv_capacity_tokens=self.capacity,
+                    max_num_seqs=self.max_num_seqs or None,
+                )
+            )
+        self._emit(
+            ReadyPayload(
+                url=self.url,
+                max_model_len=watched.served,
+                kv_capacity_tokens=self.capacity,
                 pid=process.pid,
                 pgid=process.pgid,
-                process=None if request.detect_only else process,
-                max_num_seqs=max_num_seqs,
-                **common,
             )
-        if step.stop_ready:
+        )
+        if self.request.detect_only:
             process.stop(STOP_GRACE)
-        requested = step.length
-        if before_retry is not None:
-            before_retry()
-    return fail("failed", "No attempt was made", attempts=attempts, **common)
+        return LaunchResult(
+            outcome="ready",
+            reason=watched.message,
+            attempts=self.attempts,
+            max_model_len=watched.served,
+            learned_limit=self.learned,
+            learned_from=self.learned_from,
+            kv_capacity_tokens=self.capacity,
+            url=self.url,
+            pid=process.pid,
+            pgid=process.pgid,
+            process=None if self.request.detect_only else process,
+            max_num_seqs=self.max_num_seqs,
+            **self.common,
+        )
+
+
+def run_launch(
+    request: LaunchRequest,
+    *,
+    on_event: EventCallback | None = None,
+    cancel: threading.Event | None = None,
+    before_retry: Callable[[], None] | None = None,
+) -> LaunchResult:
+    """Start vLLM for ``request`` with the largest context the GPU holds and return how it ended.
+
+    Follows the module docstring's rules: vLLM's version (``request.vllm_version`` or detected from
+    ``base_command``) decides ``--max-model-len auto`` (0.14+) and how the model's lengths and YaRN
+    overrides are read (``versions``); every later start is what ``next_step`` decides, for at most
+    ``max_attempts`` starts. ``on_event(kind, payload)`` receives, in order, per attempt
+    ``attempt_started``, ``log`` batches and ``attempt_finished`` (a ``limit_learned`` after a
+    refusal with a number), then ``limit_learned`` (when a length is known) and ``ready``, or
+    ``failed``. ``cancel`` set ends the running attempt as ``cancelled``; ``before_retry`` is called
+    before each further start.
+
+    Returns a ``LaunchResult``: ``outcome`` "ready" (with ``url``, ``pid``/``pgid``, the served
+    ``max_model_len`` in tokens and the running ``process``, none when ``detect_only`` stopped it)
+    or the failing outcome with its ``reason``. Raises nothing for vLLM's failures: a version or
+    config that cannot be read, a bad option, a busy port or a process that does not start end as
+    ``failed``.
+    """
+    return _LaunchRun(request, on_event, cancel, before_retry).run()
