@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from launches.gpu.host import LAUNCH_MARK  # noqa: E402
 from launches.vllm.process import kill_group  # noqa: E402
 from tests.ports import free_port  # noqa: E402
+from tests.redis_server import PrivateRedis, RedisServerMissing  # noqa: E402
 
 H100 = "NVIDIA H100 80GB HBM3:81559"
 MODEL = ROOT / "launches" / "vllm" / "demo_models" / "qwen3-8b-like"
@@ -76,29 +77,6 @@ def servers_per_host(run: str) -> dict[str, int]:
     return {host: len(ids) for host, ids in launches.items()}
 
 
-class Redis:
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        server = shutil.which("redis-server")
-        if server is None:
-            sys.exit("bench/fleet.py needs redis-server (apt-get install redis-server).")
-        argv = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(
-            argv, cwd=self.directory, stdout=subprocess.DEVNULL, start_new_session=True
-        )
-        time.sleep(0.3)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(10)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, default=32)
@@ -110,8 +88,11 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="aifred-fleet-"))
     run = f"r{os.getpid()}"
-    redis = Redis(work)
-    redis.start()
+    redis = PrivateRedis(work)
+    try:
+        redis.start()
+    except RedisServerMissing as exc:
+        sys.exit(f"bench/fleet.py needs {exc}.")
     base = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AIFRED_", "DJANGO_", "CELERY_"))},
         "REDIS_URL": redis.url,

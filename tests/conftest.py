@@ -5,30 +5,19 @@ from __future__ import annotations
 
 import atexit
 import os
-import shutil
-import subprocess
-import time
 
 import pytest
 from django.contrib.auth.models import User
 
 from launches.permissions import OPERATORS, VIEWERS
 from tests.factories import make_user
+from tests.redis_server import PrivateRedis, RedisServerMissing, redis_answers
 
 # The suite never reaches the Hugging Face Hub: a test must pass or fail the same with or without a
 # network. Set before anything imports huggingface_hub (it reads this once); worker processes inherit it.
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-_private_redis: subprocess.Popen | None = None
-
-
-def _redis_answers(url: str) -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
+_private_redis: PrivateRedis | None = None
 
 
 def _ensure_test_redis() -> None:
@@ -39,30 +28,21 @@ def _ensure_test_redis() -> None:
     which is before any pytest hook of this file runs.
     """
     global _private_redis
-    url = os.environ.get("AIFRED_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-    server = shutil.which("redis-server")
-    if _redis_answers(url) or server is None:
+    if redis_answers(os.environ.get("AIFRED_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")):
         return
-    from tests.ports import free_port
-
-    port = free_port()
-    _private_redis = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    os.environ["AIFRED_TEST_REDIS_URL"] = f"redis://127.0.0.1:{port}/13"
-    os.environ["AIFRED_TEST_RUN_REDIS_URL"] = f"redis://127.0.0.1:{port}/12"
-    for _ in range(100):
-        if _redis_answers(os.environ["AIFRED_TEST_REDIS_URL"]):
-            return
-        time.sleep(0.05)
+    private = PrivateRedis()
+    try:
+        private.start()
+    except RedisServerMissing:
+        return
+    _private_redis = private
+    os.environ["AIFRED_TEST_REDIS_URL"] = private.url_for(13)
+    os.environ["AIFRED_TEST_RUN_REDIS_URL"] = private.url_for(12)
 
 
 def _stop_private_redis() -> None:
     if _private_redis is not None:
-        _private_redis.terminate()
-        _private_redis.wait(10)
+        _private_redis.stop()
 
 
 _ensure_test_redis()

@@ -6,16 +6,12 @@ persistence, so stopping it loses whatever it held, as a non-persistent broker r
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
-from tests.ports import free_port
+from tests.redis_server import PrivateRedis, RedisServerMissing
 from tests.workers.conftest import Fleet, Worker, database_url_for_subprocesses
 
 # The bounds the drills hold the system to (short, so that a drill ends in seconds).
@@ -26,36 +22,6 @@ BOUNDS = {
     "AIFRED_RECONCILE_GRACE_SECONDS": "2",
     "AIFRED_VISIBILITY_TIMEOUT": "10",
 }
-
-
-class PrivateRedis:
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        server = shutil.which("redis-server")
-        if server is None:
-            pytest.skip("the fault drills need redis-server (apt-get install redis-server)")
-        argv = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(
-            argv, cwd=self.directory, stdout=subprocess.DEVNULL, start_new_session=True
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping():
-                    return
-            except redis.RedisError:
-                time.sleep(0.05)
-        raise AssertionError("the private redis-server did not answer")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
 
 
 def use_broker(url: str) -> None:
@@ -83,7 +49,10 @@ def broker(tmp_path: Path) -> Iterator[PrivateRedis]:
 
     previous = app.conf.broker_url
     private = PrivateRedis(tmp_path)
-    private.start()
+    try:
+        private.start()
+    except RedisServerMissing as exc:
+        pytest.skip(f"the fault drills need a redis-server: {exc}")
     use_broker(private.url)
     try:
         yield private
