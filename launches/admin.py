@@ -33,9 +33,20 @@ from launches.models import (
     LaunchRefused,
     RefusedEvent,
     validate_yarn_factor,
+    yarn_factor_problem,
 )
 from launches.permissions import ROLE_GROUPS, can_operate
-from launches.verdicts import OUTCOME_LABELS, describe_attempt, describe_exit
+from launches.verdicts import OUTCOME_LABELS, describe_attempt, describe_exit, with_signal_names
+
+
+def outcome_with_code(code: str) -> str:
+    """An outcome code as the admin shows it: its words, with the code in small text ("—" when empty;
+    an unknown code as given)."""
+    if not code:
+        return "—"
+    if code not in OUTCOME_LABELS:
+        return code
+    return format_html('{} <small class="outcome-code">{}</small>', OUTCOME_LABELS[code], code)
 
 
 class HistoryAdmin(ReadOnlyAdmin):
@@ -95,10 +106,8 @@ class LaunchConfigForm(forms.ModelForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
-        # A factor kept while YaRN is off is allowed (it is ignored, and comes back when YaRN is
-        # switched on again); YaRN on with 1.0 would scale nothing and is most likely a mistake.
-        if cleaned.get("enable_yarn") and cleaned.get("yarn_factor") == Decimal("1.0"):
-            self.add_error("yarn_factor", "With YaRN on, choose a factor above 1.0 (1.0 scales nothing).")
+        if problem := yarn_factor_problem(cleaned.get("enable_yarn"), cleaned.get("yarn_factor")):
+            self.add_error("yarn_factor", problem)
         return cleaned
 
 
@@ -249,13 +258,15 @@ class LaunchAttemptInline(ReadOnlyInline):
     def verdict(self, obj: LaunchAttempt) -> str:
         if not obj.outcome:
             return "running…"
-        return describe_attempt(obj.outcome, obj.requested_len, obj.parsed_len, obj.exit_code)
+        return describe_attempt(
+            obj.outcome, obj.requested_len, obj.parsed_len, obj.exit_code, cause=obj.launch.outcome
+        )
 
     @admin.display(description="ended")
     def exit_display(self, obj: LaunchAttempt) -> str:
         if not obj.outcome or obj.outcome == "ready":
             return "—"
-        return describe_exit(obj.exit_code, obj.stopped_by_launcher)
+        return describe_exit(obj.exit_code, obj.stopped_by_launcher, obj.outcome)
 
     @admin.display(description="time")
     def duration_display(self, obj: LaunchAttempt) -> str:
@@ -320,8 +331,8 @@ class LaunchAdmin(OperateActionsMixin, LaunchViews, HistoryAdmin):
     fields = (
         "kind",
         "status",
-        "reason",
-        "outcome",
+        "reason_display",
+        "outcome_display",
         "config",
         "host",
         "model",
@@ -347,6 +358,15 @@ class LaunchAdmin(OperateActionsMixin, LaunchViews, HistoryAdmin):
     @admin.display(description="outcome", ordering="outcome")
     def outcome_label(self, obj: Launch) -> str:
         return OUTCOME_LABELS.get(obj.outcome, obj.outcome or "—")
+
+    @admin.display(description="outcome")
+    def outcome_display(self, obj: Launch) -> str:
+        """The outcome in words, with its code (what the API and the filters use) in small text."""
+        return outcome_with_code(obj.outcome)
+
+    @admin.display(description="reason")
+    def reason_display(self, obj: Launch) -> str:
+        return with_signal_names(obj.reason) or "—"
 
     # Token counts with separators, as on every other page ("40,960", not "40960").
     known_limit_tokens = tokens_display("known_limit", "known limit")
@@ -389,20 +409,34 @@ class LaunchAdmin(OperateActionsMixin, LaunchViews, HistoryAdmin):
 
 @admin.register(LaunchAttempt)
 class LaunchAttemptAdmin(HistoryAdmin):
-    list_display = ("launch", "number", "requested_len", "outcome", "parsed_len", "exit_code", "started_at")
+    list_display = ("launch", "number", "requested_len", "outcome_label", "parsed_len", "ended", "started_at")
     list_filter = (OutcomeFilter,)
     list_select_related = ("launch",)
     # By the launch's id, not its own ordering (which would join and sort the whole table): the
     # (launch, number) unique index walks backwards, newest launch first.
     ordering = ("-launch_id", "-number")
 
+    @admin.display(description="outcome", ordering="outcome")
+    def outcome_label(self, obj: LaunchAttempt) -> str:
+        return outcome_with_code(obj.outcome)
+
+    @admin.display(description="ended", ordering="exit_code")
+    def ended(self, obj: LaunchAttempt) -> str:
+        return describe_exit(obj.exit_code, obj.stopped_by_launcher, obj.outcome)
+
 
 @admin.register(LaunchEvent)
 class LaunchEventAdmin(HistoryAdmin):
-    list_display = ("launch", "seq", "kind", "emitted_at", "received_at")
+    list_display = ("launch", "seq", "kind", "outcome_label", "emitted_at", "received_at")
     list_filter = (EventKindFilter,)
     list_select_related = ("launch",)
     ordering = ("-launch_id", "-seq")
+
+    @admin.display(description="outcome")
+    def outcome_label(self, obj: LaunchEvent) -> str:
+        """The outcome an event carries (attempt_finished, failed, crashed…) in words, or "—"."""
+        outcome = obj.data.get("outcome") if isinstance(obj.data, dict) else None
+        return outcome_with_code(str(outcome)) if outcome else "—"
 
 
 @admin.register(RefusedEvent)

@@ -24,6 +24,7 @@ from launches.contract import (
     wanted_length,
 )
 from launches.events import LaunchEventsMixin
+from launches.verdicts import with_signal_names
 from launches.vllm.flags import ExtraArgsError, parse_extra_args
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,16 @@ def validate_yarn_factor(value: Decimal) -> None:
             "The YaRN factor must be between 1.0 and 8.0 in steps of 0.5 (1.0, 1.5, ... 8.0); got %(value)s.",
             params={"value": value},
         )
+
+
+def yarn_factor_problem(enable_yarn: bool, factor: Decimal | float | None) -> str:
+    """Why YaRN on with this factor is refused on save, in words; "" when it is not. A factor kept
+    while YaRN is off is allowed (it is ignored, and comes back when YaRN is switched on again); YaRN
+    on with 1.0 would scale nothing and is most likely a mistake. The config form refuses it with
+    this sentence and the context preview warns with it as soon as it is entered."""
+    if enable_yarn and factor is not None and Decimal(str(factor)) == Decimal("1.0"):
+        return "With YaRN on, choose a factor above 1.0 (1.0 scales nothing)."
+    return ""
 
 
 def validate_gpu_indices(value: str) -> None:
@@ -781,11 +792,11 @@ class Launch(LaunchEventsMixin, models.Model):
         if status == self.Status.STOPPING:
             return "stopping", f"Stopping{self._by()}…"
         if status == self.Status.STOPPED:
-            return "stopped", self.reason or "Stopped."
+            return "stopped", with_signal_names(self.reason) or "Stopped."
         if status in {self.Status.QUEUED, self.Status.STARTING}:
             return "", ""
         label = self.get_status_display()
-        reason = self.reason or ""
+        reason = with_signal_names(self.reason or "")
         if reason.startswith(label):
             return status, reason
         return status, f"{label}: {reason}" if reason else f"{label}."

@@ -18,9 +18,10 @@ from django.views.decorators.http import require_GET
 
 from gpus.models import DetectedLimit, Host
 from launches.charts import time_to_ready_chart
+from launches.contract import Outcome
 from launches.models import Launch, LaunchEvent
 from launches.permissions import NO_ROLE, can_operate, can_view
-from launches.verdicts import describe_attempt, describe_exit
+from launches.verdicts import LOG_TAIL_MARK, describe_attempt, describe_exit
 
 # One answer carries at most this many events; the page asks again at once when there were more.
 EVENTS_PER_ANSWER = 500
@@ -39,13 +40,18 @@ def live(request: HttpRequest, pk: int) -> HttpResponse:
     launch = get_object_or_404(
         Launch.objects.select_related("host", "model", "gpu_profile", "requested_by"), pk=pk
     )
+    summary = launch.summary()
+    # A crash's reason ends with vLLM's last log lines: the page shows those as a log.
+    summary_text, _, summary_log = summary[1].partition(LOG_TAIL_MARK)
     context = {
         **admin.site.each_context(request),
         "title": str(launch),
         "launch": launch,
         "opts": Launch._meta,
         "can_operate": can_operate(request.user),
-        "summary": launch.summary(),
+        "summary": summary,
+        "summary_text": summary_text,
+        "summary_log": summary_log,
         "events_url": reverse("launches:events", args=[launch.pk]),
     }
     return TemplateResponse(request, "launches/live.html", context)
@@ -103,7 +109,9 @@ def event_json(event: LaunchEvent, started: dict[int, int | None]) -> dict:
             next_len=started.get(number + 1) if isinstance(number, int) else None,
         )
         if data.get("outcome") != "ready":
-            item["ended"] = describe_exit(data.get("exit_code"), data.get("stopped_by_launcher") is True)
+            item["ended"] = describe_exit(
+                data.get("exit_code"), data.get("stopped_by_launcher") is True, str(data.get("outcome", ""))
+            )
     return item
 
 
@@ -119,7 +127,8 @@ def events(request: HttpRequest, pk: int) -> JsonResponse:
 
 def events_after(launch: Launch, after: str | int, user) -> dict:
     """The launch's state and up to EVENTS_PER_ANSWER events after seq ``after`` (bad values: 0), as
-    ``user`` may act on it (``can_stop``)."""
+    ``user`` may act on it (``can_stop``); ``interrupted`` is the sentence for an attempt that has no
+    verdict because the launch ended ("" while it runs)."""
     try:
         after = max(int(after), 0)
     except (TypeError, ValueError):
@@ -139,6 +148,10 @@ def events_after(launch: Launch, after: str | int, user) -> dict:
         "context_length": launch.context_length,
         "kv_capacity_tokens": launch.kv_capacity_tokens,
         "restarts": launch.restart_summary,
+        # What an attempt still running when the launch ended says: why it was cut short.
+        "interrupted": describe_attempt(Outcome.INTERRUPTED, None, cause=launch.outcome)
+        if launch.is_terminal
+        else "",
         "events": [event_json(event, started) for event in batch],
         "last_seq": batch[-1].seq if batch else after,
         "more": len(batch) == EVENTS_PER_ANSWER,

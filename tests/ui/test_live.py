@@ -66,7 +66,7 @@ def test_verdicts_name_the_failures_that_teach_no_limit():
     assert "busy" in describe_attempt("gpu_busy", 40960)
     assert "no limit was learned" in describe_attempt("gpu_busy", 40960)
     assert "weights do not fit" in describe_attempt("weights_do_not_fit", 40960)
-    assert "exit code 137" in describe_attempt("crashed", 40960, exit_code=137)
+    assert "exited with code 137" in describe_attempt("crashed", 40960, exit_code=137)
     assert describe_attempt("context_too_long", 40960, 26624) == (
         "KV cache too small for 40,960 tokens; vLLM says 26,624 fit"
     )

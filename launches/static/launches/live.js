@@ -4,6 +4,7 @@
 (function () {
   const POLL_MS = 700;
   const MAX_LOG_LINES = 2000; // a chatty vLLM must not make the page unusable
+  const LOG_TAIL_MARK = "\nLast log lines:\n"; // how a crash's reason introduces vLLM's last lines
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -66,6 +67,12 @@
       if (resultEl.dataset.shown === kind + text) return; // unchanged: keep the copy button as it is
       resultEl.dataset.shown = kind + text;
       resultEl.textContent = "";
+      // A crash's reason ends with vLLM's last log lines: those show as a log, not as the sentence.
+      const tailAt = text.indexOf(LOG_TAIL_MARK);
+      if (tailAt >= 0) {
+        resultEl.append(text.slice(0, tailAt), el("p", "log-tail-title", "Last log lines:"), el("pre", "log-tail", text.slice(tailAt + LOG_TAIL_MARK.length)));
+        return;
+      }
       const at = url ? text.indexOf(url) : -1;
       if (at < 0) {
         resultEl.textContent = text;
@@ -143,7 +150,8 @@
         ended = true;
         if (elapsedEl) elapsedEl.textContent = "";
         attempts.forEach((parts) => {
-          if (!parts.finished) parts.verdict.textContent = "ended without a verdict (" + answer.status_display.toLowerCase() + ")";
+          // The server says why an attempt still running was cut short (e.g. the GPU worker restarted).
+          if (!parts.finished) parts.verdict.textContent = answer.interrupted || "Interrupted: the launch ended (" + answer.status_display.toLowerCase() + ").";
         });
       }
     }
