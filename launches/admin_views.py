@@ -33,7 +33,7 @@ from django.utils import timezone
 from gpus.fingerprint import FINGERPRINT_FIELDS
 from gpus.models import GpuProfile, ModelSpec
 from launches.contract import wanted_length
-from launches.models import Launch, LaunchConfig, LaunchRefused
+from launches.models import Launch, LaunchConfig, LaunchRefused, yarn_factor_problem
 from launches.permissions import NO_ROLE, OPERATORS_ONLY, can_operate, can_view
 
 # Fields of the config form that change the preview's hardware limit (they form the fingerprint).
@@ -167,7 +167,8 @@ class LaunchConfigViews:
         ``wanted_context``, that lowered to ``context_cap`` (``LaunchConfig.wanted_context``,
         ``lowered_to_cap`` when the cap lowered it); the limit learned for the host's GPU profile
         (``hw_limit``, a ceiling or a floor) and, for a ceiling, the length the launch ``serves``.
-        Unknown values are None. The browser does no arithmetic on these lengths.
+        Unknown values are None. The browser does no arithmetic on these lengths. ``yarn_problem`` is
+        the sentence the form refuses the YaRN settings with on save ("" when it accepts them).
         """
         data: dict = {
             "native_context": None,
@@ -201,6 +202,10 @@ class LaunchConfigViews:
         data["context_cap"] = config.context_cap
         data["factor_valid"] = factor_valid
         data["factor"] = float(config.effective_yarn_factor)
+        # What saving would refuse (YaRN on with 1.0), said before the operator saves.
+        data["yarn_problem"] = (
+            yarn_factor_problem(config.enable_yarn, config.yarn_factor) if factor_valid else ""
+        )
         native, wanted, limit = config.model.native_context, config.wanted_context(), data["hw_limit"]
         if native is not None and wanted is not None:
             data["scaled_context"] = wanted_length(native, data["factor"])

@@ -69,13 +69,17 @@ def time_to_ready_chart(launches: Sequence[Launch]) -> SafeString:
     )
     firsts = [s for launch, s in points if launch.known_limit is None]
     saved = [s for launch, s in points if launch.known_limit is not None]
-    summary = " · ".join(
-        text
-        for text in (
-            f"first detection: median {median(firsts):.0f} s over {len(firsts)}" if firsts else "",
-            f"saved limit: median {median(saved):.0f} s over {len(saved)}" if saved else "",
-        )
-        if text
+    medians = format_html_join(
+        "",
+        '<li class="ttr-median">{}</li>',
+        (
+            (text,)
+            for text in (
+                f"first detection: median {median(firsts):.0f} s over {len(firsts)}" if firsts else "",
+                f"saved limit: median {median(saved):.0f} s over {len(saved)}" if saved else "",
+            )
+            if text
+        ),
     )
     return format_html(
         '<svg class="ttr-chart" viewBox="0 0 {w} {h}" width="100%" role="img" '
@@ -83,9 +87,10 @@ def time_to_ready_chart(launches: Sequence[Launch]) -> SafeString:
         '<text x="{left}" y="{base}" font-size="11" fill="#666">oldest</text>'
         '<text x="{right}" y="{base}" font-size="11" fill="#666" text-anchor="end">newest</text>'
         "</svg>"
-        '<p class="ttr-legend"><span class="swatch" style="background:{first}"></span> first detection '
-        '(no saved limit) <span class="swatch" style="background:{saved}"></span> saved limit'
-        " — {summary}</p>",
+        # One item per colour, each kept whole: on a narrow screen the items wrap, not their words.
+        '<ul class="ttr-legend"><li><span class="swatch" style="background:{first}"></span>first detection '
+        '(no saved limit)</li><li><span class="swatch" style="background:{saved}"></span>saved limit</li>'
+        "{medians}</ul>",
         w=WIDTH,
         h=HEIGHT,
         ticks=ticks,
@@ -95,5 +100,5 @@ def time_to_ready_chart(launches: Sequence[Launch]) -> SafeString:
         base=HEIGHT - 8,
         first=FIRST_COLOUR,
         saved=SAVED_COLOUR,
-        summary=summary,
+        medians=medians,
     )

@@ -47,7 +47,27 @@ def test_a_length_that_only_fitted_is_shown_as_at_least(client, viewer, config, 
     client.force_login(viewer)
     html = client.get(reverse("launches:fleet")).content.decode()
     assert "≥ 40,960" in html
-    assert "≥ 1.00×" in html
+    # A floor at the native context says nothing about YaRN headroom: no "≥ 1.00×", a dash that says why.
+    assert "1.00×" not in html
+    assert 'title="No headroom known above the native context' in html
+
+
+def test_a_floor_above_the_native_context_is_an_at_least_factor(client, viewer, config, profile):
+    learn_limit(config, profile, 81920, learned_from="fits")
+    client.force_login(viewer)
+    html = client.get(reverse("launches:fleet")).content.decode()
+    assert "≥ 2.00×" in html and "No headroom known" not in html
+
+
+def test_the_chart_legend_is_one_item_per_colour_and_per_median(client, viewer, launch, config):
+    make_launch(config, None, known_limit=26624, ready_at=timezone.now() + dt.timedelta(seconds=40))
+    client.force_login(viewer)
+    html = client.get(reverse("launches:fleet")).content.decode()
+    legend = html[html.index('<ul class="ttr-legend">') :]
+    legend = legend[: legend.index("</ul>")]
+    # Each item wraps as a whole on a narrow screen (launches.css keeps an item's words together).
+    assert legend.count("<li") == 4
+    assert '<li class="ttr-median">saved limit: median 40 s over 1</li>' in legend
 
 
 def test_the_admin_index_leads_to_the_dashboard(client, viewer):

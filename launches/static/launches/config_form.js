@@ -68,7 +68,8 @@
     else if (!ceiling && facts.above_hw_limit) note = "Above the " + fmt(limit) + " tokens known to fit, the launch measures this GPU's limit.";
     else if (ceiling && facts.above_hw_limit && !yarnOn) note = "The launch starts at what " + gpu + " holds of this model: " + fmt(limit) + " tokens.";
     setText(box, "note", note);
-    setText(box, "warning", yarnOn && validFactor && factor > WARN_FACTOR
+    // What saving would refuse first (the form's own sentence), then a factor that may hurt quality.
+    setText(box, "warning", facts.yarn_problem ? facts.yarn_problem : yarnOn && validFactor && factor > WARN_FACTOR
       ? "Factor " + factor.toFixed(1) + " is above " + WARN_FACTOR.toFixed(1) + ": YaRN stretches positions far beyond training, and quality can drop. Run Test YaRN before relying on it."
       : "");
     // Only where the operator asked for more than fits (YaRN on): an untouched config simply starts
@@ -76,6 +77,20 @@
     setText(box, "cap", factor > 1 && ceiling && facts.above_hw_limit
       ? "The factor asks for more than " + gpu + " holds: the launch serves " + fmt(limit) + " tokens, not " + fmt(requested) + ". Run Test YaRN to see what the factor gains here."
       : "");
+  }
+
+  // "save your changes first" only while a field differs from the value the page was loaded with.
+  function watchUnsaved(form) {
+    const notice = document.querySelector('[data-role="save-first"]');
+    if (!form || !notice) return;
+    const value = (el) => (el.type === "checkbox" || el.type === "radio" ? String(el.checked)
+      : el.multiple ? Array.from(el.selectedOptions, (o) => o.value).join("\n") : el.value);
+    const fields = Array.from(form.elements).filter((el) => el.name && el.name !== "csrfmiddlewaretoken" && el.type !== "submit" && el.type !== "button");
+    const saved = new Map(fields.map((el) => [el, value(el)]));
+    const update = () => { notice.hidden = !fields.some((el) => value(el) !== saved.get(el)); };
+    form.addEventListener("input", update);
+    form.addEventListener("change", update);
+    update();
   }
 
   function init() {
@@ -110,6 +125,7 @@
       el.addEventListener("change", again);
       el.addEventListener("input", again);
     });
+    watchUnsaved(box.closest("form"));
     // An add form, or a form returned with errors, may differ from the saved row: ask once at load.
     render(box, initial);
     if (field("model")) fetchFacts();
