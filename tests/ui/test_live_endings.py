@@ -125,7 +125,7 @@ def test_a_failed_start_ends_failed_with_the_reason(page, live_server, config, o
     from playwright.sync_api import expect
 
     expect(page.locator('section.attempt[data-attempt="1"] .verdict')).to_contain_text(
-        "(12.5 s) · exit code 1"
+        "(12.5 s) · exited with code 1"
     )
 
 
@@ -157,10 +157,27 @@ def test_a_crashed_server_ends_crashed_with_its_last_log_lines(page, live_server
     feed(launch, ready_at(40960))
     feed(
         launch,
-        ("crashed", {"reason": "The server exited (exit code 1).", "log_tail": ["RuntimeError: CUDA error"]}),
+        (
+            "crashed",
+            {"reason": "The vLLM server exited with code -9.", "log_tail": ["RuntimeError: CUDA error"]},
+        ),
     )
     result = open_live(page, live_server, operator, launch)
-    assert_ended(page, result, "Crashed", "The server exited (exit code 1).", "RuntimeError: CUDA error")
+    assert_ended(
+        page,
+        result,
+        "Crashed",
+        "The vLLM server was killed by signal 9 (SIGKILL).",
+        "RuntimeError: CUDA error",
+    )
+    # vLLM's lines are a log: monospace and plain, not the result's bold sentence type.
+    tail = result.locator("pre.log-tail")
+    from playwright.sync_api import expect
+
+    expect(tail).to_have_text("RuntimeError: CUDA error")
+    style = tail.evaluate("node => [getComputedStyle(node).fontFamily, getComputedStyle(node).fontWeight]")
+    assert "mono" in style[0].lower() and style[1] == "400", style
+    assert "code -9" not in result.inner_text()
 
 
 def test_a_launch_whose_worker_went_silent_ends_lost(page, live_server, config, operator):  # noqa: F811
@@ -204,7 +221,7 @@ def test_a_yarn_test_that_gains_nothing_says_so_in_words(page, live_server, conf
     )
     expect(page.locator('section.attempt[data-attempt="1"] .verdict')).to_contain_text(
         "KV cache too small for 81,920 tokens; vLLM says 27,168 fit — restarting with 27,168 (12.5 s) · "
-        "killed by the launcher (SIGKILL)"
+        "killed by signal 9 (SIGKILL)"
     )
 
 
@@ -229,7 +246,29 @@ def test_an_attempt_the_launcher_stopped_on_its_refusal_line_says_so_on_the_live
     )
     open_live(page, live_server, operator, launch)
     verdict = page.locator('section.attempt[data-attempt="1"] .verdict')
-    expect(verdict).to_contain_text("(12.5 s) · killed by the launcher (SIGTERM, exit code 0)")
+    expect(verdict).to_contain_text(
+        "(12.5 s) · stopped by the launcher after vLLM's refusal (SIGTERM; vLLM exited with code 0)"
+    )
     page.goto(live_server.url + reverse("admin:launches_launch_change", args=[launch.pk]))
     row = page.locator("tr", has_text="KV cache too small for 40,960 tokens")
-    expect(row).to_contain_text("killed by the launcher (SIGTERM, exit code 0)")
+    expect(row).to_contain_text(
+        "stopped by the launcher after vLLM's refusal (SIGTERM; vLLM exited with code 0)"
+    )
+
+
+def test_an_attempt_cut_short_by_a_gpu_worker_restart_says_so_in_words(page, live_server, config, operator):  # noqa: F811
+    from playwright.sync_api import expect
+
+    launch = make_launch(config, operator)
+    reason = "The GPU worker restarted during the start."
+    feed(
+        launch,
+        accepted(launch),
+        started(1, 40960),
+        ("failed", {"outcome": "worker_restarted", "reason": reason}),
+    )
+    result = open_live(page, live_server, operator, launch)
+    assert_ended(page, result, "Failed", reason)
+    verdict = page.locator('section.attempt[data-attempt="1"] .verdict')
+    expect(verdict).to_have_text("Interrupted: the GPU worker restarted, before vLLM gave a verdict.")
+    assert "without a verdict" not in page.locator("#launch-live").inner_text()
