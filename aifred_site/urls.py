@@ -7,6 +7,8 @@ admin.site.site_header = "AIfred Launch Control"
 admin.site.site_title = "AIfred Launch Control"
 admin.site.index_title = "Fleet"
 
+handler403 = "launches.views.permission_denied"
+
 urlpatterns = [
     path("", include("launches.urls")),
     path("admin/", admin.site.urls),

@@ -7,7 +7,7 @@ from django.urls import path, reverse
 from django.utils.timezone import localtime
 
 from gpus.models import DetectedLimit, Gpu, GpuProfile, Host, ModelSpec
-from launches.admin_mixins import ReadOnlyAdmin, ReadOnlyInline
+from launches.admin_mixins import DeletesItsOwnRecords, ReadOnlyAdmin, ReadOnlyInline
 from launches.permissions import can_edit_models
 
 
@@ -27,7 +27,7 @@ class GpuInline(ReadOnlyInline):
 
 
 @admin.register(Host)
-class HostAdmin(admin.ModelAdmin):
+class HostAdmin(DeletesItsOwnRecords, admin.ModelAdmin):
     list_display = ("name", "online", "last_heartbeat", "vllm_version", "simulated", "card_count")
     list_filter = ("simulated",)
     search_fields = ("name", "address")
@@ -85,7 +85,7 @@ class GpuAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ModelSpec)
-class ModelSpecAdmin(admin.ModelAdmin):
+class ModelSpecAdmin(DeletesItsOwnRecords, admin.ModelAdmin):
     list_display = (
         "source",
         "revision",

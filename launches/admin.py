@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path
 from django.utils.html import format_html, format_html_join
 
-from launches.admin_mixins import ReadOnlyAdmin, ReadOnlyInline
+from launches.admin_mixins import DeletesItsOwnRecords, ReadOnlyAdmin, ReadOnlyInline
 from launches.admin_views import (
     PREVIEW_FIELDS,
     LaunchConfigViews,
@@ -101,8 +101,8 @@ class LaunchConfigForm(forms.ModelForm):
 
     class Meta:
         model = LaunchConfig
-        fields = (*PREVIEW_FIELDS, "name", "port", "served_model_name", "extra_args", "enable_yarn")
-        fields += ("yarn_factor", "context_cap")
+        fields = (*PREVIEW_FIELDS, "name", "port", "served_model_name", "keep_up", "extra_args")
+        fields += ("enable_yarn", "yarn_factor", "context_cap")
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -121,7 +121,7 @@ class LaunchConfigChangeInline(ReadOnlyInline):
 
 
 @admin.register(LaunchConfig)
-class LaunchConfigAdmin(OperateActionsMixin, LaunchConfigViews, admin.ModelAdmin):
+class LaunchConfigAdmin(OperateActionsMixin, DeletesItsOwnRecords, LaunchConfigViews, admin.ModelAdmin):
     form = LaunchConfigForm
     list_display = (
         "name",
@@ -165,6 +165,15 @@ class LaunchConfigAdmin(OperateActionsMixin, LaunchConfigViews, admin.ModelAdmin
             before = LaunchConfig.objects.select_for_update().select_related("model", "host").get(pk=obj.pk)
             super().save_model(request, obj, form, change)
             LaunchConfigChange.record(before, obj, request.user)
+
+    def delete_model(self, request, obj) -> None:
+        kept = obj.kept_history()
+        super().delete_model(request, obj)
+        messages.info(request, f"{obj.name}: {kept}")
+
+    def delete_queryset(self, request, queryset) -> None:
+        for config in queryset:
+            self.delete_model(request, config)
 
     # -- pages -------------------------------------------------------------------------------------
 
@@ -450,10 +459,11 @@ class RefusedEventAdmin(HistoryAdmin):
 
 @admin.register(LaunchConfigChange)
 class LaunchConfigChangeAdmin(ReadOnlyAdmin):
-    list_display = ("changed_at", "config", "user", "field", "old_value", "new_value")
+    # The name the config had: a deleted config's changes stay, under that name.
+    list_display = ("changed_at", "config_name", "user", "field", "old_value", "new_value")
     list_filter = ("config", "field", ("user", admin.RelatedFieldListFilter))
-    list_select_related = ("config", "user")
-    search_fields = ("config__name", "field", "old_value", "new_value")
+    list_select_related = ("user",)
+    search_fields = ("config_name", "field", "old_value", "new_value")
 
 
 # The users list shows each user's role (the role groups), so an administrator sees who may do what.

@@ -29,3 +29,21 @@ class ReadOnlyInline(NoEditing, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
+
+
+class DeletesItsOwnRecords:
+    """An editable row whose delete takes rows nobody edits with it (a host's card records): the
+    right to delete the row decides, not the records' admin, which refuses every delete of its own.
+
+    Rows kept by a protecting link (launches, learned limits) still block the delete, and the page
+    lists them.
+    """
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        records = {
+            model._meta.verbose_name
+            for model, model_admin in self.admin_site._registry.items()
+            if isinstance(model_admin, NoEditing)
+        }
+        return deleted, counts, perms_needed - records, protected

@@ -288,7 +288,7 @@ class LaunchViews:
     def export_csv_view(self, request: HttpRequest) -> StreamingHttpResponse:
         """The change list's current filters and search, as CSV, streamed row by row."""
         if not can_view(request.user):
-            raise PermissionDenied
+            raise PermissionDenied(NO_ROLE)
         changelist = self.get_changelist_instance(request)
         queryset = changelist.get_queryset(request)
         # A simulated profile is named so here too, as on every page.

@@ -222,6 +222,10 @@ class LaunchConfig(models.Model):
                     f"Tensor parallel size {self.tensor_parallel_size} needs as many GPUs; "
                     f"{count} listed in GPU indices."
                 )
+        if self.host_id and self.gpu_indices and "gpu_indices" not in errors:
+            problem = self.gpu_indices_problem()
+            if problem:
+                errors["gpu_indices"] = problem
         if self.port and self.port == settings.SITE_PORT:
             errors["port"] = (
                 f"Port {self.port} is the site's own port; leave the port empty (the host picks a free "
@@ -229,6 +233,43 @@ class LaunchConfig(models.Model):
             )
         if errors:
             raise ValidationError(errors)
+
+    def gpu_indices_problem(self) -> str:
+        """Why this config's GPU indices are not on its host, in words; "" when they are, or when the
+        host has never reported (it may not be up yet) or the indices do not parse."""
+        host = self.host
+        if host.last_heartbeat is None:
+            return ""
+        try:
+            wanted = self.gpu_index_list
+        except ValueError:
+            return ""
+        present = sorted(Gpu.objects.current().filter(host_id=host.pk).values_list("index", flat=True))
+        missing = [index for index in wanted if index not in present]
+        if not missing:
+            return ""
+        listed = ", ".join(str(index) for index in missing)
+        gpus = f"GPU {listed} is" if len(missing) == 1 else f"GPUs {listed} are"
+        if present:
+            return (
+                f"{gpus} not on {host.name}; its worker reported GPU "
+                f"{', '.join(str(index) for index in present)}."
+            )
+        why = "; ".join(label for label, _ in host.problems)
+        return f"{gpus} not on {host.name}: its worker reported no GPUs" + (f" ({why})." if why else ".")
+
+    def kept_history(self) -> str:
+        """What deleting this config keeps, in words: "Its 3 launches and 2 recorded changes are kept
+        in the history." (launches keep their config snapshot, changes the config's name)."""
+        counts = (
+            (self.launches.count(), "launch", "launches"),
+            (self.changes.count(), "recorded change", "recorded changes"),
+        )
+        parts = [f"{count} {one if count == 1 else many}" for count, one, many in counts if count]
+        if not parts:
+            return "It had no launches and no recorded changes."
+        verb = "is" if parts == [parts[0]] and parts[0].startswith("1 ") else "are"
+        return f"Its {' and '.join(parts)} {verb} kept in the history."
 
     def port_problem(self) -> str:
         """Why this config's fixed port cannot be used on its host now, in words; "" when it can."""
@@ -924,7 +965,11 @@ class LaunchConfigChange(models.Model):
     form's initial values, so a concurrent edit is recorded against what was really replaced).
     """
 
-    config = models.ForeignKey(LaunchConfig, on_delete=models.CASCADE, related_name="changes")
+    # The history outlives its config: a deleted config leaves its changes, under the name it had.
+    config = models.ForeignKey(
+        LaunchConfig, on_delete=models.SET_NULL, null=True, blank=True, related_name="changes"
+    )
+    config_name = models.CharField(max_length=100, blank=True, help_text="The config's name when changed.")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -939,7 +984,9 @@ class LaunchConfigChange(models.Model):
         indexes = [models.Index(fields=["config", "-changed_at"], name="configchange_config_changed")]
 
     def __str__(self) -> str:
-        return f"{self.config_id}.{self.field} by {self.user_id} at {self.changed_at:%Y-%m-%d %H:%M}"
+        """ "yarn_factor changed by alice at 2026-11-30 06:10" ("by the system" without a user)."""
+        who = self.user.get_username() if self.user_id else "the system"
+        return f"{self.field} changed by {who} at {timezone.localtime(self.changed_at):%Y-%m-%d %H:%M}"
 
     @classmethod
     def tracked_fields(cls) -> list[str]:
@@ -965,6 +1012,14 @@ class LaunchConfigChange(models.Model):
             old, new = cls.display_value(before, name), cls.display_value(after, name)
             if old != new:
                 rows.append(
-                    cls(config=after, user=user, changed_at=now, field=name, old_value=old, new_value=new)
+                    cls(
+                        config=after,
+                        config_name=after.name,
+                        user=user,
+                        changed_at=now,
+                        field=name,
+                        old_value=old,
+                        new_value=new,
+                    )
                 )
         return cls.objects.bulk_create(rows)

@@ -10,7 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, render
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -20,11 +20,18 @@ from gpus.models import DetectedLimit, Host
 from launches.charts import time_to_ready_chart
 from launches.contract import Outcome
 from launches.models import Launch, LaunchEvent
-from launches.permissions import NO_ROLE, can_operate, can_view
+from launches.permissions import NO_ROLE, can_operate, can_view, refusal
 from launches.verdicts import LOG_TAIL_MARK, describe_attempt, describe_exit
 
 # One answer carries at most this many events; the page asks again at once when there were more.
 EVENTS_PER_ANSWER = 500
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Every 403 page: under the site's own title, saying what was refused and who may do it
+    (``launches.permissions.refusal``)."""
+    context = {**admin.site.each_context(request), "exception": refusal(request, exception)}
+    return render(request, "403.html", context, status=403)
 
 
 def require_viewer(request: HttpRequest) -> None:

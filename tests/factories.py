@@ -115,6 +115,7 @@ def make_config_change(
     config: LaunchConfig, field: str, old_value: str, new_value: str, **fields
 ) -> LaunchConfigChange:
     """One field of ``config`` changed, as the admin records it (``user``, ``changed_at`` optional)."""
+    fields.setdefault("config_name", config.name)
     return LaunchConfigChange.objects.create(
         config=config, field=field, old_value=old_value, new_value=new_value, **fields
     )

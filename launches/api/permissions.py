@@ -1,7 +1,8 @@
 """DRF's side of launches/permissions.py: the same questions, asked for each API request.
 
-Reading needs the Viewers' rights, acting (launch, stop, test YaRN, re-detect) the Operators'; adding
-and changing configs and models ask the same rights as the admin. History has no write endpoints.
+Reading needs the Viewers' rights, acting (launch, stop, test YaRN, re-detect) the Operators'; adding,
+changing and deleting configs and adding models ask the same rights as the admin. History has no write
+endpoints.
 An anonymous request gets 401 (the token authenticator names its scheme), a user without the role 403.
 """
 
@@ -13,11 +14,15 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from launches.permissions import (
     ADD_MODELS_ONLY,
+    ADMIN_ONLY,
+    DELETE_CONFIGS_ONLY,
     EDIT_CONFIGS_ONLY,
     NO_ROLE,
     OPERATORS_ONLY,
+    READ_ONLY_RECORDS,
     can_add_configs,
     can_add_models,
+    can_delete_configs,
     can_edit_configs,
     can_operate,
     can_view,
@@ -35,6 +40,10 @@ CREATE_RULES: dict[str, tuple[Callable, str]] = {
     "configs": (can_add_configs, EDIT_CONFIGS_ONLY),
     "models": (can_add_models, ADD_MODELS_ONLY),
 }
+
+# Endpoints of records only the site writes: a write there is answered with READ_ONLY_RECORDS; any
+# other write without a rule above with ADMIN_ONLY.
+RECORDS = {"launches", "limits", "gpu-profiles"}
 
 
 class ReadForViewersActForOperators(BasePermission):
@@ -55,8 +64,10 @@ class ReadForViewersActForOperators(BasePermission):
             rule = CREATE_RULES.get(getattr(view, "basename", ""))
         elif action in {"update", "partial_update"}:
             rule = (can_edit_configs, EDIT_CONFIGS_ONLY) if view.basename == "configs" else None
+        elif action == "destroy":
+            rule = (can_delete_configs, DELETE_CONFIGS_ONLY) if view.basename == "configs" else None
         if rule is None:
-            self.message = "Nobody edits this through the API: history and learned limits are read-only."
+            self.message = READ_ONLY_RECORDS if view.basename in RECORDS else ADMIN_ONLY
             return False
         check, self.message = rule
         return check(user)

@@ -277,6 +277,12 @@ class LaunchDetailSerializer(LaunchSerializer):
         fields = (*LaunchSerializer.Meta.fields, "config_snapshot", "fingerprint", "attempts", "events")
 
 
+class DeletedSerializer(serializers.Serializer):
+    """The answer to a delete: what was deleted and what stays in the history."""
+
+    detail = serializers.CharField()
+
+
 class LaunchEventsSerializer(serializers.Serializer):
     """What the live page polls: the launch's state and its events after ``?after=<seq>``."""
 

@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from gpus.models import DetectedLimit, Gpu, GpuProfile, Host, ModelSpec
 from launches.api import serializers as api
 from launches.api.errors import Conflict
+from launches.contract import Outcome
 from launches.history import search_launches
 from launches.models import Launch, LaunchConfig, LaunchRefused
 from launches.views import events_after
@@ -86,12 +87,22 @@ class DetectedLimitViewSet(ReadOnly):
 LaunchCreated = api.LaunchSerializer
 
 
-class LaunchConfigViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, ReadOnly):
+class LaunchConfigViewSet(
+    mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, ReadOnly
+):
     """Launch configs: created and changed with the config form's rules (YaRN included); launch,
-    test YaRN, re-detect and stop act on them."""
+    test YaRN, re-detect and stop act on them. Deleting one keeps its launches and recorded changes."""
 
     serializer_class = api.LaunchConfigSerializer
     queryset = LaunchConfig.objects.select_related("model", "host")
+
+    @extend_schema(responses={200: api.DeletedSerializer})
+    def destroy(self, request: Request, pk: str) -> Response:
+        """Delete the config; the answer's ``detail`` says what stays in the history."""
+        config = self.get_object()
+        kept = config.kept_history()
+        config.delete()
+        return Response({"detail": f"Deleted the launch config {config.name}. {kept}"})
 
     def _start(self, request: Request, kind: str) -> Response:
         config = self.get_object()
@@ -156,8 +167,18 @@ def _moment(name: str, raw: str) -> datetime:
     return moment
 
 
+def _accepted(field: str) -> list[str]:
+    """The values a text filter accepts: the model field's choices, else the outcome codes."""
+    choices = Launch._meta.get_field(field).choices
+    return [value for value, _ in choices] if choices else [str(outcome) for outcome in Outcome]
+
+
 def filter_history(queryset: QuerySet, params) -> QuerySet:
-    """The history's filters (the admin's, by id) and its search, from query parameters."""
+    """The history's filters (the admin's, by id) and its search, from query parameters.
+
+    Raises ValidationError (400) naming the parameter for an id that is not a number and for a
+    status, kind or outcome that is not one of the accepted values (listed in the sentence).
+    """
     for name, (field, kind) in HISTORY_FILTERS.items():
         raw = params.get(name)
         if raw in (None, ""):
@@ -166,6 +187,14 @@ def filter_history(queryset: QuerySet, params) -> QuerySet:
             raise ValidationError(
                 {name: [f"{raw!r} is not an id; give the number of the {name.replace('_', ' ')}."]}
             )
+        if kind is str and raw not in (accepted := _accepted(field)):
+            said = f"{raw!r} is not a known {name}; use one of {', '.join(accepted)}."
+            raise ValidationError({name: [said]})
+        if kind is int:
+            related = Launch._meta.get_field(field.removesuffix("_id")).related_model
+            if not related._default_manager.filter(pk=int(raw)).exists():
+                what = related._meta.verbose_name
+                raise ValidationError({name: [f"There is no {what} with id {raw}; give the number of one."]})
         queryset = queryset.filter(**{field: kind(raw)})
     if params.get("created_after"):
         queryset = queryset.filter(created_at__gte=_moment("created_after", params["created_after"]))

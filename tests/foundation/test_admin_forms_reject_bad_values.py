@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from launches.models import LaunchConfig
-from tests.factories import make_host, make_model
+from tests.factories import make_gpu, make_host, make_model
 
 pytestmark = pytest.mark.django_db
 
@@ -13,6 +13,8 @@ pytestmark = pytest.mark.django_db
 def valid_form(client, operator):
     client.force_login(operator)
     host, model = make_host("gpu-a"), make_model()
+    make_gpu(host, 0)
+    make_gpu(host, 1)
     return {
         "name": "qwen on gpu-a",
         "model": model.pk,
