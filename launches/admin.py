@@ -166,6 +166,12 @@ class LaunchConfigAdmin(OperateActionsMixin, DeletesItsOwnRecords, LaunchConfigV
             super().save_model(request, obj, form, change)
             LaunchConfigChange.record(before, obj, request.user)
 
+    def get_deleted_objects(self, objs, request):
+        """A config with a launch still running is protected by it: the page says which, and why."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        problems = [problem for config in objs if (problem := config.delete_problem())]
+        return deleted, counts, perms_needed, [*protected, *problems]
+
     def delete_model(self, request, obj) -> None:
         kept = obj.kept_history()
         super().delete_model(request, obj)

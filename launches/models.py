@@ -258,6 +258,17 @@ class LaunchConfig(models.Model):
         why = "; ".join(label for label, _ in host.problems)
         return f"{gpus} not on {host.name}: its worker reported no GPUs" + (f" ({why})." if why else ".")
 
+    def delete_problem(self) -> str:
+        """Why this config cannot be deleted now, in one sentence ("" when it can): a launch of it is
+        still queued, starting, running or stopping, and its server would outlive the config."""
+        active = self.launches.active().order_by("pk").first()
+        if active is None:
+            return ""
+        return (
+            f"Launch #{active.pk} of {self.name} is still {active.get_status_display().lower()}; "
+            "stop it first, then delete the config."
+        )
+
     def kept_history(self) -> str:
         """What deleting this config keeps, in words: "Its 3 launches and 2 recorded changes are kept
         in the history." (launches keep their config snapshot, changes the config's name)."""

@@ -100,6 +100,8 @@ class LaunchConfigViewSet(
     def destroy(self, request: Request, pk: str) -> Response:
         """Delete the config; the answer's ``detail`` says what stays in the history."""
         config = self.get_object()
+        if problem := config.delete_problem():
+            raise LaunchRefused(problem)
         kept = config.kept_history()
         config.delete()
         return Response({"detail": f"Deleted the launch config {config.name}. {kept}"})

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 def test_an_operator_deletes_an_edited_config_and_its_history_stays(as_operator, config, operator):
     make_config_change(config, "port", "", "8001", user=operator)
-    make_launch(config, operator)
+    make_launch(config, operator, status=Launch.Status.STOPPED)
     response = as_operator.delete(f"/api/v1/configs/{config.pk}/")
     assert response.status_code == 200, response.json()
     assert response.json()["detail"] == (
@@ -23,6 +23,18 @@ def test_an_operator_deletes_an_edited_config_and_its_history_stays(as_operator,
     change = LaunchConfigChange.objects.get()
     assert (change.config_id, change.config_name) == (None, "qwen-desk")
     assert Launch.objects.get().config_snapshot["name"] == "qwen-desk"
+
+
+@pytest.mark.parametrize("status", sorted(Launch.Status.active()))
+def test_a_config_whose_launch_is_still_active_is_not_deleted(as_operator, config, operator, status):
+    launch = make_launch(config, operator, status=status)
+    response = as_operator.delete(f"/api/v1/configs/{config.pk}/")
+    assert response.status_code == 409
+    assert response.json()["detail"] == (
+        f"Launch #{launch.pk} of qwen-desk is still {launch.get_status_display().lower()}; "
+        "stop it first, then delete the config."
+    )
+    assert LaunchConfig.objects.filter(pk=config.pk).exists()
 
 
 def test_a_viewer_may_not_delete_a_config(as_viewer, config):

@@ -22,7 +22,7 @@ def edited_config(client, config, operator):
     url = reverse("admin:launches_launchconfig_change", args=[config.pk])
     assert client.post(url, form_data(config, port="8011")).status_code == 302
     assert config.changes.count() == 1
-    make_launch(config, operator)
+    make_launch(config, operator, status=Launch.Status.STOPPED)
     client.logout()
     return config
 
@@ -50,6 +50,17 @@ def test_an_edited_config_is_deleted_in_the_admin_and_its_history_stays(
     assert (change.config_id, change.config_name, change.field) == (None, "qwen-desk", "port")
     launch = Launch.objects.get()
     assert launch.config_id is None and launch.config_snapshot["name"] == "qwen-desk"
+
+
+def test_a_config_whose_launch_still_runs_is_protected_by_it_in_the_admin(client, operator, config):
+    launch = make_launch(config, operator, status=Launch.Status.READY)
+    client.force_login(operator)
+    url = reverse("admin:launches_launchconfig_delete", args=[config.pk])
+    text = client.get(url).content.decode()
+    said = f"Launch #{launch.pk} of qwen-desk is still running; stop it first, then delete the config."
+    assert said in text
+    client.post(url, {"post": "yes"})
+    assert LaunchConfig.objects.filter(pk=config.pk).exists()
 
 
 def test_the_bulk_delete_action_says_what_each_config_kept(client, operator, edited_config):
