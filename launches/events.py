@@ -7,6 +7,15 @@ stored ``LaunchEvent.data`` is the dict as it arrived. An event that does not pa
 ``RefusedEvent`` with its reason.
 ``Launch`` takes these methods from ``LaunchEventsMixin``; the models are looked up when an event is
 applied, so this module and ``launches.models`` do not import each other at load time.
+
+An ended launch is history. Once a launch is stopped, failed, crashed, cancelled or lost, whoever
+ended it (its worker's own event, a stop of the whole stack, the control side's bounds or a silent
+worker), an event that arrives later (a worker's outbox delivered after a restart, a report of a host
+thought gone) is stored in the history and applied to nothing: the launch's status, outcome, reason,
+served length and attempt rows stay as they ended. Only what the event says about the hardware or
+the model is still learned (``FACTS_AFTER_THE_END``: a ``limit_learned`` is a real measurement of the
+card, ``model_facts`` a reading of the model's config), into ``DetectedLimit`` and ``ModelSpec``,
+never onto the ended launch's row.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from launches.contract import (
     CancelledPayload,
     ContractError,
     CrashedPayload,
+    EventKind,
     FailedPayload,
     LimitLearnedPayload,
     ModelFactsPayload,
@@ -46,6 +56,10 @@ def _from_epoch(value: Any) -> datetime | None:
     if isinstance(value, int | float) and value > 0:
         return datetime.fromtimestamp(value, tz=UTC)
     return None
+
+
+# The kinds still learned from when the launch has already ended (see the module docstring).
+FACTS_AFTER_THE_END = frozenset({EventKind.LIMIT_LEARNED, EventKind.MODEL_FACTS})
 
 
 class LaunchEventsMixin:
@@ -110,6 +124,9 @@ class LaunchEventsMixin:
                     continue
                 self.refresh_from_db()
                 handler = getattr(self, f"_on_{event.kind}", None)
+                if self.is_terminal and event.kind not in FACTS_AFTER_THE_END:
+                    # Late: kept in the history, applied to nothing (the module docstring's rule).
+                    handler = None
                 if handler is not None:
                     try:
                         # Parsed again from the stored row: the handler reads the typed payload.
@@ -186,6 +203,7 @@ class LaunchEventsMixin:
         type(self).objects.filter(pk=self.pk).update(outcome=attempt.outcome)
 
     def _on_limit_learned(self, payload: LimitLearnedPayload, when: datetime) -> None:
+        """Learn the limit for the launch's GPU profile; also onto the launch row unless it has ended."""
         if not payload.learned_from or self.gpu_profile_id is None:
             return
         DetectedLimit.objects.learn(
@@ -195,6 +213,8 @@ class LaunchEventsMixin:
             payload.kv_capacity_tokens,
             max_num_seqs=payload.max_num_seqs,
         )
+        if self.is_terminal:
+            return
         type(self).objects.filter(pk=self.pk).update(
             learned_limit=payload.max_model_len, kv_capacity_tokens=payload.kv_capacity_tokens
         )

@@ -231,11 +231,11 @@ def main() -> int:
             django_setup()
             from launches.management.commands.seed_demo import DEMO_HOSTS, gpu_worker_env
 
-            for name, cards, version, _port in DEMO_HOSTS:
+            for name, cards, version, _port, port_range in DEMO_HOSTS:
                 supervisor.start(
                     f"simulated GPU host {name}",
                     [PYTHON, "manage.py", "gpu_worker", "--host", name],
-                    {**env, **gpu_worker_env(name, cards, version)},
+                    {**env, **gpu_worker_env(name, cards, version, port_range)},
                 )
                 supervisor.gpu_hosts.append(name)
         say(f"site at http://{args.bind}/admin/ — Ctrl-C stops everything")

@@ -21,7 +21,11 @@ A ready verdict needs our own server: the port must be free before the start (el
 ``port_in_use`` without starting anything), and the process answering ``/health`` must belong to
 the started process group; a bind error printed after "startup complete" wins over it. A port the
 host picked (``LaunchRequest.next_port`` set) is not the user's choice: when it is busy at the start,
-the host's next free port replaces it (at most ``PORT_TRIES`` ports) and the launch goes on.
+the host's next free port replaces it (at most ``PORT_TRIES`` ports) and the launch goes on. When
+another process takes it between that check and vLLM's bind (two hosts on one machine picking from
+the same range), the attempt ends ``port_in_use`` and the next attempt starts at the same length on
+the host's next free port, within ``max_attempts``. A port from the config is never replaced: a busy
+one fails the launch at once.
 
 ``max_num_seqs_too_high`` (a hybrid model's Mamba cache holds fewer sequences than
 ``--max-num-seqs``) restarts with the number vLLM printed; it is reported as ``max_num_seqs`` in
@@ -281,7 +285,8 @@ class Known:
     """What is known after one attempt: the launcher's decision reads nothing else.
 
     ``stopped_by`` is ``Outcome.TIMEOUT`` or ``Outcome.CANCELLED`` when the launcher ended the attempt
-    itself (None when vLLM's output decided); ``served`` is the length a ready server serves.
+    itself (None when vLLM's output decided); ``served`` is the length a ready server serves;
+    ``picked_port`` is the attempt's port when the host picked it (None: the config's port).
     """
 
     verdict: Verdict
@@ -297,6 +302,7 @@ class Known:
     max_num_seqs: int | None = None
     learned: int | None = None
     learned_from: str | None = None
+    picked_port: int | None = None
 
     @property
     def last(self) -> bool:
@@ -310,7 +316,9 @@ class Step:
 
     ``learned``/``learned_from`` is what the launch has learned so far (``contract.is_ceiling``);
     ``announce`` asks for a ``limit_learned`` event now (a refusal's number, before the next start);
-    ``max_num_seqs`` is the sequence count of the next start.
+    ``max_num_seqs`` is the sequence count of the next start; ``new_port`` asks for the host's next
+    free port for it. A ``start`` with a ``reason`` gives the finished attempt's verdict in words
+    ("" keeps vLLM's own).
     """
 
     action: str
@@ -323,6 +331,7 @@ class Step:
     refused: bool = False
     stop_ready: bool = False
     max_num_seqs: int | None = None
+    new_port: bool = False
 
 
 def next_step(known: Known) -> Step:
@@ -345,6 +354,8 @@ def next_step(known: Known) -> Step:
             # Auto-fit chose more than the operator's cap: start again at the cap.
             return Step("start", length=known.wanted, stop_ready=True, **found)
         return Step("ready", length=known.served, outcome="ready", reason=known.message, **found)
+    if verdict.outcome == Outcome.PORT_IN_USE and known.picked_port is not None:
+        return _port_taken(known, kept)
     next_len: int | str | None = None
     learned_now: dict[str, Any] = {}
     max_num_seqs = known.max_num_seqs
@@ -380,6 +391,20 @@ def next_step(known: Known) -> Step:
             reason = f"{known.message}; gave up after {known.number} attempts"
         return Step("fail", outcome="failed", reason=reason, **found)
     return Step("start", length=next_len, **found)
+
+
+def _port_taken(known: Known, kept: dict[str, Any]) -> Step:
+    """The step after vLLM found the port the host picked taken: the same length again on the host's
+    next free port, or, on the last attempt, ``failed`` naming the host's port range."""
+    taken = f"Port {known.picked_port} was taken by another process before vLLM could bind it"
+    if known.last:
+        reason = (
+            f"{taken}; gave up after {known.number} attempts. Free some ports of the host's port range "
+            "(AIFRED_PORT_RANGE) or give each host on this machine its own range"
+        )
+        return Step("fail", outcome="failed", reason=reason, **kept)
+    reason = f"{taken}; the host's next free port is tried"
+    return Step("start", length=known.requested, reason=reason, new_port=True, **kept)
 
 
 def _free_picked_port(options: ServeOptions, next_port: Callable[[int], int | None] | None) -> int | None:
@@ -482,8 +507,8 @@ class _LaunchRun:
                 self._emit(AttemptStartedPayload(attempt=number, argv=argv, requested_len=self.requested))
                 self._make_sure_port_free(number, argv, picked)
                 watched = self._watch(self._start(number, argv, log_path))
-                self._record(number, argv, log_path, watched)
                 step = next_step(self._known(number, watched))
+                self._record(number, argv, log_path, watched, step)
                 result = self._carry_out(step, watched)
                 if result is not None:
                     return result
@@ -677,9 +702,12 @@ class _LaunchRun:
             message=message,
         )
 
-    def _record(self, number: int, argv: list[str], log_path: str | None, watched: _Watched) -> None:
+    def _record(
+        self, number: int, argv: list[str], log_path: str | None, watched: _Watched, step: Step
+    ) -> None:
         """Append attempt ``number`` to ``attempts``, emit ``attempt_finished`` and keep the KV
-        capacity (tokens) vLLM logged, if it logged one."""
+        capacity (tokens) vLLM logged, if it logged one. The attempt's message is ``step``'s reason
+        when ``step`` starts again with one (a picked port taken), else the verdict's."""
         verdict, process = watched.verdict, watched.process
         outcome = str(watched.stopped_by or verdict.outcome)
         ended = time.time()
@@ -695,7 +723,7 @@ class _LaunchRun:
             started_at=watched.attempt.started_at,
             ended_at=ended,
             duration=ended - watched.attempt.started_at,
-            message=watched.message,
+            message=step.reason if step.action == "start" and step.reason else watched.message,
             log_tail=list(verdict.tail),
             log_path=log_path,
             kv_capacity_tokens=verdict.kv_capacity_tokens,
@@ -735,12 +763,24 @@ class _LaunchRun:
             max_num_seqs=self.max_num_seqs,
             learned=self.learned,
             learned_from=self.learned_from,
+            picked_port=self.options.port if self.request.next_port is not None else None,
         )
 
     def _carry_out(self, step: Step, watched: _Watched) -> LaunchResult | None:
         """Do what ``step`` says: keep what it learned, then return the failed or ready result, or
-        (None) stop a ready server above the cap when asked and set the next start's length."""
+        (None) stop a ready server above the cap when asked, move to the host's next free port when
+        asked and set the next start's length. Fails when the host has no free port left."""
         self._learn(step)
+        if step.new_port and self.request.next_port is not None:
+            following = self.request.next_port(self.options.port)
+            if following is None:
+                reason = (
+                    f"Port {self.options.port} was taken by another process before vLLM could bind it and "
+                    "the host has no free port left; free some ports of its port range (AIFRED_PORT_RANGE)"
+                )
+                step = replace(step, action="fail", reason=reason)
+            else:
+                self.options = replace(self.options, port=following)
         if step.action == "fail":
             return self._failure(
                 step.outcome,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import shutil
+import socket
 import threading
 from pathlib import Path
 
@@ -122,4 +123,54 @@ def test_a_host_picked_port_gives_up_after_a_bounded_number_of_busy_ports_withou
     assert [a.outcome for a in result.attempts] == ["port_in_use"]
     assert asked == busy[:PORT_TRIES]
     assert "AIFRED_PORT_RANGE" in result.reason and "config" not in result.reason
+    assert "ready" not in [kind for kind, _ in events]
+
+
+def _held_without_answering(port: int) -> socket.socket:
+    """A socket of this process bound to ``port`` that does not listen: another server that has taken
+    the port but does not answer yet. The check before a start (a connection) cannot see it; vLLM's
+    own bind fails on it."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", port))
+    return holder
+
+
+def test_a_host_picked_port_taken_at_vllms_bind_starts_again_on_the_next_free_port() -> None:
+    picked, following = free_port(), free_port()
+    asked: list[int] = []
+
+    def next_port(port: int) -> int:
+        asked.append(port)
+        return following
+
+    holder = _held_without_answering(picked)
+    try:
+        result, events = _launch(
+            str(DEMO_MODEL), picked, {"AIFRED_STANDIN_VLLM_VERSION": "0.32.0"}, next_port=next_port
+        )
+    finally:
+        holder.close()
+    assert result.outcome == "ready", result.reason
+    assert [a.outcome for a in result.attempts] == ["port_in_use", "ready"]
+    assert asked == [picked]
+    assert result.url == f"http://127.0.0.1:{following}"
+    first, second = result.attempts
+    assert first.requested_len == second.requested_len
+    assert f"Port {picked} was taken" in first.message and "next free port is tried" in first.message
+    assert "config" not in first.message
+    assert second.argv[second.argv.index("--port") + 1] == str(following)
+    finished = [data for kind, data in events if kind == "attempt_finished"]
+    assert finished[0]["outcome"] == "port_in_use" and finished[0]["message"] == first.message
+
+
+def test_a_port_from_the_config_taken_at_vllms_bind_fails_at_once() -> None:
+    port = free_port()
+    holder = _held_without_answering(port)
+    try:
+        result, events = _launch(str(DEMO_MODEL), port, {"AIFRED_STANDIN_VLLM_VERSION": "0.32.0"})
+    finally:
+        holder.close()
+    assert result.outcome == "failed"
+    assert [a.outcome for a in result.attempts] == ["port_in_use"]
+    assert "choose another port" in result.reason
     assert "ready" not in [kind for kind, _ in events]

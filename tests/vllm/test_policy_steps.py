@@ -126,6 +126,34 @@ def known(outcome: Outcome, requested: int | str = 131072, **values) -> Known:
             Step("fail", reason=SAID, max_num_seqs=64),
             id="too many sequences again at the count vLLM named fails",
         ),
+        pytest.param(
+            known(Outcome.PORT_IN_USE, 40960, picked_port=8100, learned=40960, learned_from="refusal"),
+            Step(
+                "start",
+                40960,
+                reason="Port 8100 was taken by another process before vLLM could bind it; the host's next "
+                "free port is tried",
+                learned=40960,
+                learned_from="refusal",
+                new_port=True,
+            ),
+            id="a picked port taken at vLLM's bind starts again at the same length on the next port",
+        ),
+        pytest.param(
+            known(Outcome.PORT_IN_USE),
+            Step("fail", reason=SAID),
+            id="a port from the config, taken at vLLM's bind, fails at once",
+        ),
+        pytest.param(
+            known(Outcome.PORT_IN_USE, picked_port=8102, number=3),
+            Step(
+                "fail",
+                reason="Port 8102 was taken by another process before vLLM could bind it; gave up after 3 "
+                "attempts. Free some ports of the host's port range (AIFRED_PORT_RANGE) or give each host "
+                "on this machine its own range",
+            ),
+            id="a picked port taken on the last attempt gives up and names the host's port range",
+        ),
     ],
 )
 def test_the_step_after_an_attempt(case: Known, step: Step) -> None:

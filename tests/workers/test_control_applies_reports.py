@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -171,3 +172,149 @@ def test_a_real_gpu_profile_never_receives_a_limit_learned_on_a_simulated_card()
     assert configs["sim-3060"].detected_limit() == limit
     assert configs["real-3060"].detected_limit() is None
     assert not DetectedLimit.objects.filter(profile=real_card.profile).exists()
+
+
+# An ended launch is history: events its worker delivers afterwards (a start's last events from the
+# outbox after the whole stack was stopped, a host thought gone reporting again) are kept, not
+# applied; a limit the card really showed is still learned for the GPU.
+
+SERVED = 65536
+ROW_FIELDS = (
+    "status",
+    "outcome",
+    "reason",
+    "context_length",
+    "server_url",
+    "pid",
+    "ready_at",
+    "ended_at",
+    "learned_limit",
+    "kv_capacity_tokens",
+)
+ATTEMPT_FIELDS = ("number", "outcome", "parsed_len", "exit_code", "message", "log_tail", "ended_at")
+
+
+def send(launch: Launch, seq: int, kind: str, data: dict) -> None:
+    tasks.apply_event(launch.pk, seq, kind, data, spec_id=launch.task_id)
+
+
+def started(launch: Launch) -> int:
+    """Accepted and attempt 1 started, as the worker reports them; returns the last seq sent."""
+    send(launch, 1, "accepted", {"host": "desk"})
+    send(launch, 2, "attempt_started", {"attempt": 1, "requested_len": SERVED, "argv": ["vllm", "serve"]})
+    return 2
+
+
+def cancelled_by_the_run_script(launch: Launch, settings) -> int:
+    seq = started(launch)
+    assert Launch.objects.record_stack_stopped(["desk"], "Stopped with the whole local stack.") == 1
+    return seq
+
+
+def stopped_by_the_run_script(launch: Launch, settings) -> int:
+    """Ready on attempt 1 at 27,168 tokens, then the whole stack stopped."""
+    seq = started(launch)
+    send(launch, seq + 1, "attempt_finished", {"attempt": 1, "outcome": "ready", "parsed_len": 27168})
+    ready = {"url": "http://127.0.0.1:8000", "max_model_len": 27168, "kv_capacity_tokens": 27200, "pid": 7}
+    send(launch, seq + 2, "ready", {**ready, "pgid": 7})
+    assert Launch.objects.record_stack_stopped(["desk"], "Stopped with the whole local stack.") == 1
+    return seq + 2
+
+
+def lost_when_its_worker_went_silent(launch: Launch, settings) -> int:
+    seq = started(launch)
+    silent = timezone.now() - timedelta(seconds=settings.LAUNCH_LOST_SECONDS + 1)
+    Host.objects.update(last_heartbeat=silent)
+    assert Launch.objects.mark_lost() == 1
+    return seq
+
+
+def failed_past_its_starting_bound(launch: Launch, settings) -> int:
+    seq = started(launch)
+    Launch.objects.filter(pk=launch.pk).update(
+        started_at=timezone.now() - timedelta(seconds=settings.LAUNCH_STARTING_SECONDS + 1)
+    )
+    assert Launch.objects.end_overdue() == 1
+    return seq
+
+
+ENDINGS: dict[str, tuple[str, Callable[[Launch, object], int]]] = {
+    "cancelled by the run script": ("cancelled", cancelled_by_the_run_script),
+    "stopped by the run script": ("stopped", stopped_by_the_run_script),
+    "lost": ("lost", lost_when_its_worker_went_silent),
+    "failed by the control side's bound": ("failed", failed_past_its_starting_bound),
+}
+
+
+def ended(launch: Launch, ending: str, settings) -> int:
+    status, end = ENDINGS[ending]
+    seq = end(launch, settings)
+    launch.refresh_from_db()
+    assert launch.status == status
+    return seq
+
+
+def snapshot(launch: Launch) -> tuple[dict, list[dict]]:
+    launch.refresh_from_db()
+    row = {name: getattr(launch, name) for name in ROW_FIELDS}
+    attempts = list(launch.attempts.order_by("number").values(*ATTEMPT_FIELDS))
+    return row, attempts
+
+
+LATE_READY = [
+    (
+        "attempt_finished",
+        {"attempt": 1, "outcome": "ready", "parsed_len": SERVED, "message": "Application startup complete."},
+    ),
+    ("ready", {"url": "http://127.0.0.1:8100", "max_model_len": SERVED, "pid": 99, "pgid": 99}),
+]
+LATE_FAILED = [
+    ("attempt_finished", {"attempt": 1, "outcome": "port_in_use", "message": "Address already in use"}),
+    ("failed", {"reason": "The start failed late.", "outcome": "failed"}),
+]
+LATE_NEXT_ATTEMPT = [
+    ("attempt_started", {"attempt": 2, "requested_len": 32768, "argv": ["vllm", "serve"]}),
+    ("crashed", {"reason": "The server exited.", "outcome": "crashed", "log_tail": ["boom"]}),
+    ("restarting", {"restarts": 1, "restart_limit": 3, "next_try_in": 5}),
+    ("stopped", {"reason": "Stopped late."}),
+    ("accepted", {"host": "desk"}),
+]
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+@pytest.mark.parametrize(
+    "late", [LATE_READY, LATE_FAILED, LATE_NEXT_ATTEMPT], ids=["ready", "failed", "other kinds"]
+)
+def test_late_events_change_nothing_on_an_ended_launch_and_stay_in_its_history(
+    launch: Launch,
+    settings,
+    ending: str,
+    late: list[tuple[str, dict]],
+) -> None:
+    seq = ended(launch, ending, settings)
+    before = snapshot(launch)
+
+    for offset, (kind, data) in enumerate(late, start=1):
+        send(launch, seq + offset, kind, data)
+
+    assert snapshot(launch) == before
+    launch.refresh_from_db()
+    assert launch.last_seq == seq + len(late)
+    history = list(launch.events.filter(seq__gt=seq).order_by("seq").values_list("kind", "data"))
+    assert history == late
+    assert not launch.refused_events.exists()
+
+
+def test_a_late_limit_is_still_learned_for_the_gpu_but_not_written_onto_the_ended_launch(
+    launch: Launch,
+    settings,
+) -> None:
+    seq = ended(launch, "cancelled by the run script", settings)
+    before = snapshot(launch)
+
+    learned = {"max_model_len": 27168, "learned_from": "refusal", "kv_capacity_tokens": 27200}
+    send(launch, seq + 1, "limit_learned", learned)
+
+    limit = DetectedLimit.objects.get()
+    assert (limit.max_model_len, limit.learned_from, limit.launch_id) == (27168, "refusal", launch.pk)
+    assert snapshot(launch) == before

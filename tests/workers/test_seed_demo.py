@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
 from gpus.models import Host, ModelSpec
+from launches.gpu.config import parse_port_range
 from launches.models import LaunchConfig
 
 pytestmark = pytest.mark.django_db
@@ -27,6 +29,18 @@ def test_seed_demo_creates_the_model_and_a_config_per_host_and_prints_the_worker
     text = out.getvalue()
     assert "gpu_worker --host desk-3060" in text and "AIFRED_STANDIN_VLLM_VERSION=0.11.0" in text
     assert "AIFRED_SIMULATED_GPUS='NVIDIA H100 80GB HBM3:81559'" in text
+
+
+def test_the_demo_hosts_on_one_machine_pick_ports_from_ranges_of_their_own() -> None:
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+    ranges = [parse_port_range(found) for found in re.findall(r"AIFRED_PORT_RANGE=(\S+)", out.getvalue())]
+    assert len(ranges) == 2
+    first, second = sorted(ranges)
+    assert first[1] < second[0], "two demo hosts picking from one range can both pick the same free port"
+    # make demo starts the hosts' workers with the same environment the printed commands show.
+    run_script = (Path(__file__).resolve().parents[2] / "scripts" / "run.py").read_text()
+    assert "gpu_worker_env(name, cards, version, port_range)" in run_script
 
 
 def test_make_demo_seeds_without_printing_commands_for_hosts_it_starts_itself() -> None:

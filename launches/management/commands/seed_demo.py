@@ -22,14 +22,18 @@ DEMO_MODEL_DIR = Path(launches.vllm.__file__).resolve().parent / "demo_models" /
 
 # name, simulated cards, vLLM version the stand-in plays, fixed port of its config: none, since both
 # hosts serve on 127.0.0.1 and each worker picks a free port of its range (a fixed one could be taken).
+# Name, simulated cards, stand-in vLLM version, the config's port (None: the host picks one) and the
+# host's AIFRED_PORT_RANGE. Both hosts serve on 127.0.0.1: each picks from its own range, so two
+# launches at the same moment never pick the same port.
 DEMO_HOSTS = (
-    ("desk-3060", "NVIDIA GeForce RTX 3060:12288", "0.11.0", None),
-    ("lab-h100", "NVIDIA H100 80GB HBM3:81559", "0.32.0", None),
+    ("desk-3060", "NVIDIA GeForce RTX 3060:12288", "0.11.0", None, "8100-8149"),
+    ("lab-h100", "NVIDIA H100 80GB HBM3:81559", "0.32.0", None, "8150-8199"),
 )
 
 
-def gpu_worker_env(host: str, cards: str, version: str) -> dict[str, str]:
-    """The environment of a simulated GPU host's worker: stand-in vLLM, simulated cards, fast start."""
+def gpu_worker_env(host: str, cards: str, version: str, port_range: str) -> dict[str, str]:
+    """The environment of a simulated GPU host's worker: stand-in vLLM, simulated cards, fast start,
+    and the host's own ``port_range`` ("8100-8149") for launches without a fixed port."""
     return {
         "AIFRED_SIMULATED_GPUS": cards,
         "AIFRED_VLLM_COMMAND": shlex.join([sys.executable, "-m", "launches.vllm.standin", "serve"]),
@@ -38,6 +42,7 @@ def gpu_worker_env(host: str, cards: str, version: str) -> dict[str, str]:
         # What Qwen3-8B-AWQ's weights take; the stand-in would otherwise estimate full precision.
         "AIFRED_STANDIN_WEIGHTS_MIB": "5837",
         "AIFRED_SERVE_HOST": "127.0.0.1",
+        "AIFRED_PORT_RANGE": port_range,
         "AIFRED_STATE_DIR": str(settings.VAR_DIR / f"gpu-worker-{host}"),
     }
 
@@ -55,7 +60,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         with transaction.atomic():
             model, _ = ModelSpec.objects.get_or_create(source=str(DEMO_MODEL_DIR), revision="")
-            for name, _cards, _version, port in DEMO_HOSTS:
+            for name, _cards, _version, port, _range in DEMO_HOSTS:
                 host, _ = Host.objects.get_or_create(
                     name=name, defaults={"address": "127.0.0.1", "simulated": True}
                 )
@@ -77,8 +82,9 @@ class Command(BaseCommand):
         if options["no_worker_commands"]:
             return
         self.stdout.write("Start the simulated GPU hosts with:")
-        for name, cards, version, _port in DEMO_HOSTS:
+        for name, cards, version, _port, port_range in DEMO_HOSTS:
             env = " ".join(
-                f"{key}={shlex.quote(value)}" for key, value in gpu_worker_env(name, cards, version).items()
+                f"{key}={shlex.quote(value)}"
+                for key, value in gpu_worker_env(name, cards, version, port_range).items()
             )
             self.stdout.write(f"  env {env} {shlex.quote(sys.executable)} manage.py gpu_worker --host {name}")
