@@ -34,10 +34,12 @@ def test_a_server_kept_up_is_restarted_after_each_crash_until_the_crash_loop_lim
 
     for restart in (1, 2):
         crash_the_server(fleet, host, launch)
-        restarting = launch.events.filter(kind="restarting")
-        wait_for(lambda n=restart, events=restarting: events.count() == n, 20, "the restart")
-        launch = wait_status(launch, Launch.Status.READY, timeout=30)
-        assert launch.restarts == restart and launch.context_length == served
+        # Stored is not yet applied: wait for the row to count the restart and be ready again.
+        again = Launch.objects.filter(pk=launch.pk, restarts=restart, status=Launch.Status.READY)
+        wait_for(again.exists, 30, f"restart {restart} to be applied and ready")
+        launch.refresh_from_db()
+        assert launch.events.filter(kind="restarting").count() == restart
+        assert launch.context_length == served
         # The restart's attempt is numbered after the earlier ones; the earlier rows stay as they were.
         assert list(launch.attempts.values_list("number", "outcome")) == [
             (number, "ready") for number in range(1, restart + 2)
