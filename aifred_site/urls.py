@@ -5,7 +5,7 @@ from launches.metrics import metrics_view
 
 admin.site.site_header = "AIfred Launch Control"
 admin.site.site_title = "AIfred Launch Control"
-admin.site.index_title = "Fleet"
+admin.site.index_title = "Models, hosts, configs and launches"
 
 handler403 = "launches.views.permission_denied"
 

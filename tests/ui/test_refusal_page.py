@@ -38,6 +38,8 @@ def test_an_outsider_sees_no_fleet_link_and_is_told_who_may_see_a_list(client, o
     client.force_login(outsider)
     index = client.get(reverse("admin:index")).content.decode()
     assert reverse("launches:fleet") not in index
+    # The start page is not titled after a page this user may not open.
+    assert "<h1>Fleet</h1>" not in index and "<title>Fleet" not in index
     refused = client.get(reverse("admin:launches_launch_changelist"))
     assert refused.status_code == 403
     assert "Only viewers and operators may see launches." in refused.content.decode()
