@@ -116,3 +116,14 @@ def test_two_limits_of_one_profile_and_model_say_which_memory_options_tell_them_
     assert "<th>Memory options</th>" in html
     assert html.count("<td>default options</td>") == 1
     assert html.count("<td>quantization awq</td>") == 1
+
+
+def test_an_offline_hosts_cards_show_their_free_memory_as_unknown_not_as_last_reported(client, viewer):
+    online = make_host("desk-online", last_heartbeat=timezone.now())
+    offline = make_host("desk-gone", last_heartbeat=timezone.now() - dt.timedelta(hours=1))
+    make_gpu(online, 0, memory_free_mib=1111)
+    make_gpu(offline, 0, memory_free_mib=9876)
+    client.force_login(viewer)
+    html = client.get(reverse("launches:fleet")).content.decode()
+    assert "1,111 / 12,288 MiB" in html
+    assert "9,876" not in html and "unknown / 12,288 MiB" in html
