@@ -22,3 +22,32 @@ def test_a_yarn_factor_is_a_number(as_operator, config):
     assert response.status_code == 200, response.json()
     assert response.json()["yarn_factor"] == 2.0
     assert isinstance(response.json()["yarn_factor"], float)
+
+
+def test_the_history_filters_by_user_host_and_model_names(as_viewer, launch):
+    by_name = {
+        "requested_by": launch.requested_by.username,
+        "host": launch.host.name,
+        "model": launch.model.source,
+    }
+    found = as_viewer.get("/api/v1/launches/", by_name)
+    assert found.status_code == 200, found.json()
+    assert [row["id"] for row in found.json()["results"]] == [launch.pk]
+    by_id = {"requested_by": launch.requested_by_id, "host": launch.host_id, "model": launch.model_id}
+    assert [row["id"] for row in as_viewer.get("/api/v1/launches/", by_id).json()["results"]] == [launch.pk]
+
+
+def test_an_unknown_name_is_refused_naming_the_parameter(as_viewer, launch):
+    response = as_viewer.get("/api/v1/launches/", {"requested_by": "nobody-here"})
+    assert response.status_code == 400
+    assert response.json()["errors"]["requested_by"] == [
+        "There is no user with id or username 'nobody-here'; give the number or username of one."
+    ]
+
+
+def test_every_bad_parameter_is_reported_in_one_answer(as_viewer, launch):
+    response = as_viewer.get(
+        "/api/v1/launches/", {"kind": "nope", "outcome": "zzz", "host": "no-such-host", "created_after": "x"}
+    )
+    assert response.status_code == 400
+    assert set(response.json()["errors"]) == {"kind", "outcome", "host", "created_after"}
