@@ -250,6 +250,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["launches.api.permissions.ReadForViewersActForOperators"],
     "DEFAULT_PAGINATION_CLASS": "launches.api.pagination.NewestFirstCursorPagination",
     "PAGE_SIZE": 50,
+    # Decimal fields (a YaRN factor) are numbers in JSON, as the form and the schema say.
+    "COERCE_DECIMAL_TO_STRING": False,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "launches.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",

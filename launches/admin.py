@@ -106,6 +106,10 @@ class LaunchConfigForm(forms.ModelForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
+        if "gpu_indices" in self.errors:
+            # Said once, by the field; the config's own checks (host's cards, tensor parallel size)
+            # would otherwise judge the saved or default indices the form is not taking.
+            self.instance.gpu_indices = ""
         if problem := yarn_factor_problem(cleaned.get("enable_yarn"), cleaned.get("yarn_factor")):
             self.add_error("yarn_factor", problem)
         return cleaned

@@ -139,6 +139,7 @@ class CsvEcho:
 CSV_COLUMNS = (
     ("id", "id"),
     ("created_at", "created_at"),
+    ("config_name", "config_snapshot__name"),
     ("kind", "kind"),
     ("status", "status"),
     ("outcome", "outcome"),
@@ -146,6 +147,8 @@ CSV_COLUMNS = (
     ("gpu_profile", "gpu_profile_display"),
     ("model", "model__source"),
     ("requested_by", "requested_by__username"),
+    ("port", "config_snapshot__port"),
+    ("server_url", "server_url"),
     ("known_limit", "known_limit"),
     ("wanted_context", "wanted_context"),
     ("context_length", "context_length"),

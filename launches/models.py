@@ -216,11 +216,14 @@ class LaunchConfig(models.Model):
     def clean(self) -> None:
         errors: dict[str, str] = {}
         if self.host_id and self.gpu_indices and self.tensor_parallel_size:
-            count = len([part for part in self.gpu_indices.split(",") if part.strip()])
-            if count != self.tensor_parallel_size and count > 0:
+            listed = [part.strip() for part in self.gpu_indices.split(",") if part.strip()]
+            count, size = len(listed), self.tensor_parallel_size
+            if count != size and count > 0:
+                gpus = "1 GPU is" if count == 1 else f"{count} GPUs are"
+                wanted = "one GPU" if size == 1 else f"{size} GPUs"
                 errors["tensor_parallel_size"] = (
-                    f"Tensor parallel size {self.tensor_parallel_size} needs as many GPUs; "
-                    f"{count} listed in GPU indices."
+                    f"{gpus} listed ({', '.join(listed)}): set tensor parallel size to {count}, "
+                    f"or list {wanted}."
                 )
         if self.host_id and self.gpu_indices and "gpu_indices" not in errors:
             problem = self.gpu_indices_problem()

@@ -136,6 +136,26 @@ LOG_TAIL_MARK = "\nLast log lines:\n"
 _NEGATIVE_CODE = re.compile(r"\b(exited with code|exit code) -(\d+)")
 
 
+def describe_restart(
+    restarts: int, restart_limit: int, next_try_in: float, exit_code: int | None = None, reason: str = ""
+) -> str:
+    """A kept-up server's crash and the restart that follows, in one sentence (``next_try_in`` in
+    seconds): "The server exited (killed by signal 9 (SIGKILL)); restarting 1 of 3 in 0.5 s."
+    ``exit_code`` as Python's subprocess reports it; without one, ``reason`` (signals said by name)."""
+    if exit_code is not None:
+        how = f" ({exit_words(exit_code)})"
+    elif reason:
+        how = f" ({with_signal_names(reason).rstrip('.')})"
+    else:
+        how = ""
+    of = f" of {restart_limit}" if restart_limit else ""
+    return f"The server exited{how}; restarting {restarts}{of} in {next_try_in:g} s."
+
+
+# What the live page says of an event that arrived after its launch had ended (launches.events).
+LATE_EVENT = "arrived after the launch had ended; kept in the history, not applied"
+
+
 def with_signal_names(text: str) -> str:
     """``text`` with each negative exit code said as the signal it is: "vLLM exited with code -9"
     -> "vLLM was killed by signal 9 (SIGKILL)". For messages a GPU worker wrote with the bare code;

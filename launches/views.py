@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from datetime import datetime
 
 from django.contrib import admin
 from django.contrib.auth.decorators import login_required
@@ -19,9 +20,10 @@ from django.views.decorators.http import require_GET
 from gpus.models import DetectedLimit, Host
 from launches.charts import time_to_ready_chart
 from launches.contract import Outcome
+from launches.events import FACTS_AFTER_THE_END
 from launches.models import Launch, LaunchEvent
 from launches.permissions import NO_ROLE, can_operate, can_view, refusal
-from launches.verdicts import LOG_TAIL_MARK, describe_attempt, describe_exit
+from launches.verdicts import LATE_EVENT, LOG_TAIL_MARK, describe_attempt, describe_exit, describe_restart
 
 # One answer carries at most this many events; the page asks again at once when there were more.
 EVENTS_PER_ANSWER = 500
@@ -98,11 +100,35 @@ def in_written_order(lines: list[str]) -> list[str]:
     return [line for _, group in ordered for line in group]
 
 
-def event_json(event: LaunchEvent, started: dict[int, int | None]) -> dict:
+def is_late(event: LaunchEvent, ended_at: datetime | None) -> bool:
+    """Whether ``event`` reached the site after its launch had ended (``ended_at``, None while it
+    runs), so was kept in the history and applied to nothing (``launches.events``). The event that
+    ended a launch was received before the end it caused; the facts an ended launch still teaches
+    (``FACTS_AFTER_THE_END``) are not late."""
+    return ended_at is not None and event.received_at > ended_at and event.kind not in FACTS_AFTER_THE_END
+
+
+def event_json(event: LaunchEvent, started: dict[int, int | None], ended_at: datetime | None = None) -> dict:
+    """One event as the live page reads it: ``seq``, ``kind``, ``data`` (log lines in written order),
+    ``at`` (ISO time received) and, by kind, the words to show: ``command``, ``verdict``/``ended``
+    (attempt_finished), ``restart`` (restarting); or ``late`` instead of any verdict for an event
+    that arrived after the launch ``ended_at`` (see ``is_late``)."""
     data = dict(event.data)
     if event.kind == "log" and isinstance(data.get("lines"), list):
         data["lines"] = in_written_order([str(line) for line in data["lines"]])
     item = {"seq": event.seq, "kind": event.kind, "data": data, "at": event.received_at.isoformat()}
+    if is_late(event, ended_at):
+        item["late"] = LATE_EVENT
+        return item
+    if event.kind == "restarting":
+        exit_code = data.get("exit_code")
+        item["restart"] = describe_restart(
+            data.get("restarts", 0),
+            data.get("restart_limit", 0),
+            data.get("next_try_in", 0),
+            exit_code if isinstance(exit_code, int) else None,
+            str(data.get("reason") or ""),
+        )
     if event.kind == "attempt_started":
         # A command one can paste into a shell.
         item["command"] = shlex.join(str(part) for part in data.get("argv") or [])
@@ -159,7 +185,7 @@ def events_after(launch: Launch, after: str | int, user) -> dict:
         "interrupted": describe_attempt(Outcome.INTERRUPTED, None, cause=launch.outcome)
         if launch.is_terminal
         else "",
-        "events": [event_json(event, started) for event in batch],
+        "events": [event_json(event, started, launch.ended_at) for event in batch],
         "last_seq": batch[-1].seq if batch else after,
         "more": len(batch) == EVENTS_PER_ANSWER,
     }

@@ -11,7 +11,7 @@ from rest_framework import serializers
 from gpus.models import DetectedLimit, Gpu, GpuProfile, Host, ModelSpec
 from launches.admin import LaunchConfigForm
 from launches.models import Launch, LaunchAttempt, LaunchConfig, LaunchConfigChange, LaunchEvent
-from launches.verdicts import OUTCOME_LABELS, describe_attempt
+from launches.verdicts import OUTCOME_LABELS, describe_attempt, with_signal_names
 
 
 class GpuProfileSerializer(serializers.ModelSerializer):
@@ -225,6 +225,7 @@ class LaunchSerializer(serializers.ModelSerializer):
     # The words the pages show beside each code ("ready" → "Running").
     status_display = serializers.CharField(source="get_status_display", read_only=True)
     outcome_display = serializers.SerializerMethodField()
+    reason = serializers.SerializerMethodField(help_text="Why it ended, signals said by name.")
 
     class Meta:
         model = Launch
@@ -267,6 +268,9 @@ class LaunchSerializer(serializers.ModelSerializer):
 
     def get_outcome_display(self, launch: Launch) -> str:
         return OUTCOME_LABELS.get(launch.outcome, launch.outcome)
+
+    def get_reason(self, launch: Launch) -> str:
+        return with_signal_names(launch.reason)
 
 
 class LaunchDetailSerializer(LaunchSerializer):

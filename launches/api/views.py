@@ -157,6 +157,9 @@ HISTORY_FILTERS = {
     "requested_by": ("requested_by_id", int),
 }
 
+# The field a related filter also accepts in words: a host's name, a model's source, a user's name.
+FILTER_NAMES = {"host": "name", "model": "source", "requested_by": "username"}
+
 
 def _moment(name: str, raw: str) -> datetime:
     moment = parse_datetime(raw)
@@ -178,38 +181,59 @@ def _accepted(field: str) -> list[str]:
 def filter_history(queryset: QuerySet, params) -> QuerySet:
     """The history's filters (the admin's, by id) and its search, from query parameters.
 
-    Raises ValidationError (400) naming the parameter for an id that is not a number and for a
-    status, kind or outcome that is not one of the accepted values (listed in the sentence).
+    ``host``, ``model`` and ``requested_by`` take an id or a host name, model source or username.
+    Raises ValidationError (400) naming every bad parameter at once: an id or name that matches no
+    row, a status, kind or outcome that is not one of the accepted values (listed in the sentence).
     """
+    problems: dict[str, list[str]] = {}
     for name, (field, kind) in HISTORY_FILTERS.items():
         raw = params.get(name)
         if raw in (None, ""):
             continue
-        if kind is int and not raw.isdigit():
-            raise ValidationError(
-                {name: [f"{raw!r} is not an id; give the number of the {name.replace('_', ' ')}."]}
-            )
-        if kind is str and raw not in (accepted := _accepted(field)):
-            said = f"{raw!r} is not a known {name}; use one of {', '.join(accepted)}."
-            raise ValidationError({name: [said]})
-        if kind is int:
-            related = Launch._meta.get_field(field.removesuffix("_id")).related_model
-            if not related._default_manager.filter(pk=int(raw)).exists():
-                what = related._meta.verbose_name
-                raise ValidationError({name: [f"There is no {what} with id {raw}; give the number of one."]})
-        queryset = queryset.filter(**{field: kind(raw)})
-    if params.get("created_after"):
-        queryset = queryset.filter(created_at__gte=_moment("created_after", params["created_after"]))
-    if params.get("created_before"):
-        queryset = queryset.filter(created_at__lt=_moment("created_before", params["created_before"]))
+        if kind is str:
+            if raw not in (accepted := _accepted(field)):
+                problems[name] = [f"{raw!r} is not a known {name}; use one of {', '.join(accepted)}."]
+                continue
+            queryset = queryset.filter(**{field: raw})
+            continue
+        relation = field.removesuffix("_id")
+        related = Launch._meta.get_field(relation).related_model
+        what = related._meta.verbose_name
+        words = FILTER_NAMES.get(name)
+        if raw.isdigit():
+            match, said = {"pk": int(raw)}, f"There is no {what} with id {raw}; give the number of one."
+        elif words:
+            match = {words: raw}
+            said = f"There is no {what} with id or {words} {raw!r}; give the number or {words} of one."
+        else:
+            problems[name] = [f"{raw!r} is not an id; give the number of the {name.replace('_', ' ')}."]
+            continue
+        if not related._default_manager.filter(**match).exists():
+            problems[name] = [said]
+            continue
+        # A model's source may name several revisions: the launches of each.
+        queryset = queryset.filter(**{f"{relation}__{key}": value for key, value in match.items()})
+    for name, lookup in (("created_after", "created_at__gte"), ("created_before", "created_at__lt")):
+        if not params.get(name):
+            continue
+        try:
+            queryset = queryset.filter(**{lookup: _moment(name, params[name])})
+        except ValidationError as error:
+            problems.update(error.detail)
+    if problems:
+        raise ValidationError(problems)
     return search_launches(queryset, params.get("search", ""))
 
 
 @extend_schema(
     parameters=[
         *(
-            OpenApiParameter(name, OpenApiTypes.INT if kind is int else OpenApiTypes.STR)
-            for name, (_, kind) in HISTORY_FILTERS.items()
+            OpenApiParameter(
+                name,
+                OpenApiTypes.STR,
+                description=f"An id or a {FILTER_NAMES[name]}." if name in FILTER_NAMES else "",
+            )
+            for name in HISTORY_FILTERS
         ),
         OpenApiParameter("created_after", OpenApiTypes.DATETIME),
         OpenApiParameter("created_before", OpenApiTypes.DATETIME),

@@ -34,7 +34,11 @@ def create(client, config, **fields):
         ),
         ({"port": 80}, "port", "greater than or equal to 1024"),
         ({"gpu_indices": "0,x"}, "gpu_indices", "List GPU indices as whole numbers"),
-        ({"tensor_parallel_size": 2}, "tensor_parallel_size", "Tensor parallel size 2 needs as many GPUs"),
+        (
+            {"tensor_parallel_size": 2},
+            "tensor_parallel_size",
+            "1 GPU is listed (0): set tensor parallel size to 1, or list 2 GPUs.",
+        ),
         ({"extra_args": "--port 9000"}, "extra_args", "--port"),
         ({"gpu_memory_utilization": 1.5}, "gpu_memory_utilization", "less than or equal to 1.0"),
         ({"model": 999999}, "model", "Select a valid choice"),
@@ -58,7 +62,7 @@ def test_a_good_config_with_yarn_is_created_and_reports_its_wanted_context(
     response = create(as_operator, config, enable_yarn=True, yarn_factor="2.0", context_cap=65536)
     assert response.status_code == 201, response.content
     body = response.json()
-    assert (body["yarn_factor"], body["wanted_context"]) == ("2.0", 65536)
+    assert (body["yarn_factor"], body["wanted_context"]) == (2.0, 65536)
     assert LaunchConfig.objects.get(pk=body["id"]).created_by == operator
 
 

@@ -46,6 +46,26 @@ def test_save_first_shows_only_while_a_field_differs_from_its_saved_value(config
     expect(notice).to_be_hidden()
 
 
+def test_the_launch_buttons_wait_for_unsaved_changes_to_be_saved(config_form):
+    from playwright.sync_api import expect
+
+    form = config_form
+    buttons = form.locator("button.launch-action")
+    expect(buttons).to_have_count(3)
+    launch = form.get_by_role("button", name="Launch", exact=True)
+    expect(launch).to_have_attribute("title", "Start a server with the saved config")
+    saved_name = form.input_value("#id_name")
+    form.fill("#id_name", saved_name + " (edited)")
+    for name in ("Launch", "Test YaRN", "Re-detect limit"):
+        button = form.get_by_role("button", name=name, exact=True)
+        expect(button).to_be_disabled()
+        expect(button).to_have_attribute("title", "Save your changes first")
+    form.fill("#id_name", saved_name)
+    for name in ("Launch", "Test YaRN", "Re-detect limit"):
+        expect(form.get_by_role("button", name=name, exact=True)).to_be_enabled()
+    expect(launch).to_have_attribute("title", "Start a server with the saved config")
+
+
 def test_the_preview_warns_of_yarn_on_with_factor_one_as_saving_would_refuse_it(config_form):
     from playwright.sync_api import expect
 

@@ -58,3 +58,29 @@ def test_the_api_refuses_the_same_indices(operator, config):
     assert response.json()["errors"]["gpu_indices"] == [
         "GPU 0 is not on no-cards: its worker reported no GPUs."
     ]
+
+
+@pytest.mark.parametrize("indices", ["", "0,x"])
+def test_an_empty_or_malformed_list_is_said_once_without_a_host_check(client, operator, config, indices):
+    client.force_login(operator)
+    host = make_host("two-cards")
+    make_gpu(host, 1)
+    response = _add(client, config, host, indices)
+    errors = response.context["adminform"].form.errors
+    assert len(errors["gpu_indices"]) == 1, errors
+    assert "not on two-cards" not in str(errors)
+
+
+def test_a_tensor_parallel_size_that_does_not_match_the_list_says_how_to_fix_it(client, operator, config):
+    client.force_login(operator)
+    host = make_host("two-cards")
+    make_gpu(host, 0)
+    make_gpu(host, 1)
+    response = _add(client, config, host, "0,1", tp=1)
+    assert response.context["adminform"].form.errors["tensor_parallel_size"] == [
+        "2 GPUs are listed (0, 1): set tensor parallel size to 2, or list one GPU."
+    ]
+    response = _add(client, config, host, "1", tp=2)
+    assert response.context["adminform"].form.errors["tensor_parallel_size"] == [
+        "1 GPU is listed (1): set tensor parallel size to 1, or list 2 GPUs."
+    ]

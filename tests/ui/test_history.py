@@ -110,6 +110,10 @@ def test_the_csv_export_streams_the_filtered_list(client, viewer, config, launch
     assert rows[0]["host"] == "desk-3060"
     assert rows[0]["requested_by"] == launch.requested_by.username
     assert rows[0]["context_length"] == "26624"
+    assert rows[0]["config_name"] == launch.config_snapshot["name"]
+    assert rows[0]["port"] == str(launch.config_snapshot["port"] or "")
+    assert rows[0]["server_url"] == launch.server_url
+    assert launch.server_url, "the fixture's launch is serving"
 
 
 def test_the_change_list_links_the_export_with_its_current_filters(client, viewer, launch):

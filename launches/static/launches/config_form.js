@@ -79,15 +79,25 @@
       : "");
   }
 
-  // "save your changes first" only while a field differs from the value the page was loaded with.
+  // "save your changes first" only while a field differs from the value the page was loaded with;
+  // meanwhile Launch, Test YaRN and Re-detect (which use the saved config) are disabled.
   function watchUnsaved(form) {
     const notice = document.querySelector('[data-role="save-first"]');
     if (!form || !notice) return;
+    const actions = Array.from(document.querySelectorAll("button.launch-action"));
+    actions.forEach((button) => { button.dataset.savedTitle = button.title; });
     const value = (el) => (el.type === "checkbox" || el.type === "radio" ? String(el.checked)
       : el.multiple ? Array.from(el.selectedOptions, (o) => o.value).join("\n") : el.value);
     const fields = Array.from(form.elements).filter((el) => el.name && el.name !== "csrfmiddlewaretoken" && el.type !== "submit" && el.type !== "button");
     const saved = new Map(fields.map((el) => [el, value(el)]));
-    const update = () => { notice.hidden = !fields.some((el) => value(el) !== saved.get(el)); };
+    const update = () => {
+      const unsaved = fields.some((el) => value(el) !== saved.get(el));
+      notice.hidden = !unsaved;
+      actions.forEach((button) => {
+        button.disabled = unsaved;
+        button.title = unsaved ? "Save your changes first" : button.dataset.savedTitle;
+      });
+    };
     form.addEventListener("input", update);
     form.addEventListener("change", update);
     update();

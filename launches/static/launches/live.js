@@ -91,7 +91,13 @@
 
     function apply(event) {
       const data = event.data || {};
-      if (event.kind === "attempt_started") {
+      if (event.late) {
+        // Kept in the history only: the attempts show what the launch's saved rows say.
+        const what = event.kind.replace(/_/g, " ") + (data.attempt ? " of attempt " + data.attempt : "") + (data.outcome ? " (" + data.outcome + ")" : "");
+        attemptsBox.appendChild(el("p", "late-event", "Late event: " + what + " — " + event.late + "."));
+      } else if (event.kind === "restarting") {
+        attemptsBox.appendChild(el("p", "restarting", event.restart));
+      } else if (event.kind === "attempt_started") {
         const parts = attemptBlock(data.attempt);
         const asked = typeof data.requested_len === "number" ? fmt(data.requested_len) + " tokens" : "automatic length (vLLM fits it to the GPU)";
         parts.heading.textContent = "Attempt " + data.attempt + " — " + asked;
