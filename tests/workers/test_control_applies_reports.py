@@ -318,3 +318,28 @@ def test_a_late_limit_is_still_learned_for_the_gpu_but_not_written_onto_the_ende
     limit = DetectedLimit.objects.get()
     assert (limit.max_model_len, limit.learned_from, limit.launch_id) == (27168, "refusal", launch.pk)
     assert snapshot(launch) == before
+
+
+def test_a_report_that_waited_in_the_queue_leaves_an_offline_host_offline(settings) -> None:
+    tasks.host_report(report(host="desk-3060"))
+    silent = timezone.now() - timedelta(seconds=settings.HOST_ONLINE_SECONDS + 60)
+    Host.objects.update(last_heartbeat=silent - timedelta(seconds=10))
+    # Sent just before its worker stopped, taken from the queue only now.
+    tasks.host_report(report(host="desk-3060", sent_at=silent.isoformat()))
+    host = Host.objects.get()
+    assert host.last_heartbeat == silent
+    assert not host.is_online and not Host.objects.online().exists()
+
+
+def test_a_report_sent_before_the_last_one_applied_changes_nothing(settings) -> None:
+    tasks.host_report(report(sent_at=timezone.now().isoformat()))
+    fresh = Host.objects.get().last_heartbeat
+    tasks.host_report(report(sent_at=(fresh - timedelta(seconds=20)).isoformat(), vllm_version="0.1.0"))
+    host = Host.objects.get()
+    assert host.last_heartbeat == fresh and host.vllm_version == "0.11.0" and host.is_online
+
+
+def test_a_report_stamped_in_the_future_counts_from_when_it_arrived() -> None:
+    before = timezone.now()
+    tasks.host_report(report(sent_at=(before + timedelta(hours=1)).isoformat()))
+    assert before <= Host.objects.get().last_heartbeat <= timezone.now()
