@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,13 +25,25 @@ class HostQuerySet(models.QuerySet["Host"]):
     def offline(self) -> HostQuerySet:
         return self.exclude(last_heartbeat__gte=Host.online_cutoff())
 
-    def apply_report(self, report: dict[str, Any]) -> Host:
-        """Apply a GPU worker's report (start or heartbeat): the host row, then its cards."""
+    def apply_report(self, report: dict[str, Any]) -> Host | None:
+        """Apply a GPU worker's report (start or heartbeat): the host row, then its cards.
+
+        ``last_heartbeat`` becomes the report's ``sent_at`` (ISO 8601, the worker's clock), capped at
+        the receipt time (a host clock ahead of ours), or the receipt time when it has none: a report
+        that waited in the queue tells how the host was then, not that it is up now. Returns the host,
+        or None when the report was sent before the host's current ``last_heartbeat`` (an older
+        report delivered late: nothing of it is applied)."""
         received = timezone.now()
+        sent = parse_datetime(report.get("sent_at") or "") or received
+        if timezone.is_naive(sent):
+            sent = timezone.make_aware(sent, UTC)
+        sent = min(sent, received)
         started = parse_datetime(report.get("worker_started_at") or "") or None
         with transaction.atomic():
-            host, _ = self.get_or_create(name=report["host"])
-            host.last_heartbeat = received
+            host, _ = self.select_for_update().get_or_create(name=report["host"])
+            if host.last_heartbeat is not None and sent < host.last_heartbeat:
+                return None
+            host.last_heartbeat = sent
             host.worker_started_at = started
             host.vllm_version = (report.get("vllm_version") or "")[:40]
             host.vllm_command = report.get("vllm_command") or host.vllm_command

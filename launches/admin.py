@@ -278,7 +278,12 @@ class LaunchAttemptInline(ReadOnlyInline):
         if not obj.outcome:
             return "running…"
         return describe_attempt(
-            obj.outcome, obj.requested_len, obj.parsed_len, obj.exit_code, cause=obj.launch.outcome
+            obj.outcome,
+            obj.requested_len,
+            obj.parsed_len,
+            obj.exit_code,
+            cause=obj.launch.outcome,
+            message=obj.message,
         )
 
     @admin.display(description="ended")

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from celery import shared_task
+from django.conf import settings
 from django.db import OperationalError
 
 from gpus.models import Host, ModelSpec
@@ -32,10 +33,19 @@ RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 1, "retry_backof
 @shared_task(name=HOST_REPORT_TASK, **RETRY)
 def host_report(report: dict[str, Any]) -> None:
     host = Host.objects.apply_report(report)
+    if host is None:
+        # Sent before the last report applied: its view of the launches is older too.
+        log.info(
+            "report of %s sent at %s ignored: a newer one is applied",
+            report.get("host"),
+            report.get("sent_at"),
+        )
+        return
     # Converge: the worker's view of its launches against the database (see LaunchQuerySet.reconcile).
     directive = Launch.objects.reconcile(host, report)
     if "launches" in report and (directive["confirmed"] or directive["resend"] or directive["stop"]):
-        send_to_host(RECONCILE_TASK, host.queue, [directive])
+        # A directive taken later than the online window is of a stale view; the next report brings one.
+        send_to_host(RECONCILE_TASK, host.queue, [directive], expires=float(settings.HOST_ONLINE_SECONDS))
     # Every heartbeat batch is also a moment to notice launches whose worker went silent.
     Launch.objects.mark_lost()
 

@@ -27,13 +27,16 @@ def describe_attempt(
     exit_code: int | None = None,
     next_len: int | None = None,
     cause: str | None = None,
+    message: str | None = None,
 ) -> str:
     """One sentence: what vLLM said, and what the launcher does about it.
 
     ``next_len`` is the length of the attempt that followed, when there was one: it is what really
     happened, so it is preferred over guessing the policy's next step. ``requested_len`` is "auto"
     (or None) for an auto-fit start (vLLM 0.14+ takes ``--max-model-len auto``). ``cause`` is the
-    launch's outcome code, for an attempt the launch's end cut short (``interrupted``).
+    launch's outcome code, for an attempt the launch's end cut short (``interrupted``). ``message`` is
+    the attempt's own (the event's ``message``): for ``port_in_use`` it names the port and whether it
+    was the config's or one the host picked, and is shown as it is.
     """
     if not isinstance(requested_len, int):
         requested_len = None
@@ -60,10 +63,11 @@ def describe_attempt(
     if outcome == "length_above_model":
         return f"{asked.capitalize()} is above what the model allows; enable YaRN or lower the cap{restart}"
     if outcome == "port_in_use":
-        return (
-            "The port is already in use on the host by another process. A port fixed in the config: "
-            "choose another one there; a port the host picks: free ports of its range."
-        )
+        if message:
+            return sentence(message)
+        if next_len:
+            return "Another process took the port the host picked; the next attempt uses its next free port."
+        return "Another process on the host holds the port; the launch's reason names it and what to do."
     if outcome == "max_num_seqs_too_high":
         return (
             "This hybrid model's Mamba cache holds fewer sequences than max_num_seqs; "
@@ -104,6 +108,12 @@ LAUNCH_ENDINGS: dict[str, str] = {
     Outcome.CANCELLED: "the launch was cancelled",
     Outcome.TIMEOUT: "vLLM did not become ready in time",
 }
+
+
+def sentence(text: str) -> str:
+    """``text`` stripped, ending with a full stop (one added when it ends with none of ``.!?``)."""
+    text = text.strip()
+    return text if not text or text.endswith((".", "!", "?")) else f"{text}."
 
 
 def interruption(cause: str | None) -> str:

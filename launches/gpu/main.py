@@ -35,10 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = WorkerConfig.from_env(args.host)
 
-    def send(task_name: str, task_args: list) -> None:
+    def send(task_name: str, task_args: list, expires: float | None = None) -> None:
         from launches.gpu.app import control_queue
 
-        app.send_task(task_name, args=task_args, queue=control_queue())
+        app.send_task(task_name, args=task_args, queue=control_queue(), expires=expires)
 
     runtime = HostRuntime(config, send)
     set_runtime(runtime)

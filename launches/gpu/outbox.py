@@ -20,8 +20,9 @@ from launches.gpu.state import ServerRecord
 
 log = logging.getLogger("aifred.gpu")
 
-# ``send(task_name, args)``: one message to the control queue; raises while the broker is away.
-Sender = Callable[[str, list[Any]], None]
+# ``send(task_name, args, expires=None)``: one message to the control queue; raises while the broker is
+# away. ``expires``: seconds after which the broker consumer drops the message unread (None: never).
+Sender = Callable[..., None]
 # The sender's waits between tries while the broker does not answer: doubling up to this many seconds.
 SEND_BACKOFF_MAX_SECONDS = 10.0
 

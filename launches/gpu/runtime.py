@@ -32,6 +32,9 @@ from launches.vllm.versions import VllmVersionError, detect_vllm_version
 
 log = logging.getLogger("aifred.gpu")
 
+# A report not consumed within this many heartbeat intervals is dropped by the control worker unread.
+REPORT_EXPIRES_HEARTBEATS = 6
+
 
 class HostRuntime:
     def __init__(self, config: WorkerConfig, send: Sender) -> None:
@@ -116,8 +119,15 @@ class HostRuntime:
                 item["unconfirmed"] = unconfirmed.get(launch_id, 0)
             return list(view.values())
 
+    @property
+    def report_expires_seconds(self) -> float:
+        """Seconds a sent report may wait in the control queue before the consumer drops it unread: a
+        few heartbeat intervals (a newer report follows each interval; an old one only misleads)."""
+        return float(REPORT_EXPIRES_HEARTBEATS * self.config.heartbeat_seconds)
+
     def send_report(self) -> None:
-        self._send(HOST_REPORT_TASK, [self.report()])
+        """Send ``report()`` to the control queue with ``report_expires_seconds`` as its expiry."""
+        self._send(HOST_REPORT_TASK, [self.report()], expires=self.report_expires_seconds)
 
     # --- events ------------------------------------------------------------------------------
 

@@ -242,7 +242,7 @@ class LogWatcher:
             return None
         return Verdict(
             Outcome.PORT_IN_USE,
-            message="The port is already in use by another process; choose another port",
+            message="The port is already in use by another process; choose another port.",
             decisive_line=line,
         )
 

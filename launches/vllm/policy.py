@@ -400,10 +400,10 @@ def _port_taken(known: Known, kept: dict[str, Any]) -> Step:
     if known.last:
         reason = (
             f"{taken}; gave up after {known.number} attempts. Free some ports of the host's port range "
-            "(AIFRED_PORT_RANGE) or give each host on this machine its own range"
+            "(AIFRED_PORT_RANGE) or give each host on this machine its own range."
         )
         return Step("fail", outcome="failed", reason=reason, **kept)
-    reason = f"{taken}; the host's next free port is tried"
+    reason = f"{taken}; the host's next free port is tried."
     return Step("start", length=known.requested, reason=reason, new_port=True, **kept)
 
 
@@ -630,14 +630,15 @@ class _LaunchRun:
             return
         now = time.time()
         if self.request.next_port is None:
+            # The site refuses a fixed port its own launches hold (``LaunchConfig.port_problem``).
             message = (
-                f"Port {self.options.port} on {self.options.host} is already in use by another process; "
-                "choose another port in the config, or leave it empty so the host picks one"
+                f"Port {self.options.port} on {self.options.host} is held by another process (not a launch "
+                "of this site); choose another port in the config, or leave it empty so the host picks one."
             )
         else:
             message = (
                 f"Every port the host picked on {self.options.host} ({PORT_TRIES} tries) was already in use "
-                "by another process; free some ports of the host's port range (AIFRED_PORT_RANGE)"
+                "by another process; free some ports of the host's port range (AIFRED_PORT_RANGE)."
             )
         self.attempts.append(
             AttemptResult(
@@ -776,7 +777,7 @@ class _LaunchRun:
             if following is None:
                 reason = (
                     f"Port {self.options.port} was taken by another process before vLLM could bind it and "
-                    "the host has no free port left; free some ports of its port range (AIFRED_PORT_RANGE)"
+                    "the host has no free port left; free some ports of its port range (AIFRED_PORT_RANGE)."
                 )
                 step = replace(step, action="fail", reason=reason)
             else:

@@ -194,3 +194,13 @@ def test_save_your_changes_first_is_hidden_until_a_field_changes(client, operato
     client.force_login(operator)
     html = client.get(reverse("admin:launches_launchconfig_change", args=[config.pk])).content.decode()
     assert '<span data-role="save-first" hidden>: save your changes first</span>' in html
+
+
+def test_a_port_in_use_verdict_says_the_attempts_own_case_in_a_full_sentence() -> None:
+    fixed = (
+        "Port 8123 on 127.0.0.1 is held by another process (not a launch of this site); choose another port"
+    )
+    assert describe_attempt("port_in_use", 40960, message=fixed) == f"{fixed}."
+    assert "next free port" in describe_attempt("port_in_use", 40960, next_len=40960)
+    for words in (describe_attempt("port_in_use", 40960), describe_attempt("port_in_use", 40960, next_len=1)):
+        assert words.endswith(".") and "A port fixed in the config" not in words

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils.html import escape
 from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.authtoken.models import Token
 
@@ -15,7 +16,10 @@ from launches.models import Launch
 from launches.verdicts import OUTCOME_LABELS
 from tests.factories import make_launch
 
-PORT_MESSAGE = "Port 8101 on 127.0.0.1 is already in use by another process"
+PORT_MESSAGE = (
+    "Port 8101 on 127.0.0.1 is held by another process (not a launch of this site); choose another port "
+    "in the config, or leave it empty so the host picks one."
+)
 
 
 def send(launch: Launch, *events: tuple[str, dict]) -> Launch:
@@ -115,3 +119,14 @@ def test_the_api_gives_the_pages_words_beside_the_status_and_outcome_codes(viewe
     row = token_client(viewer).get(f"/api/v1/launches/{launch.pk}/").json()
     assert (row["status"], row["status_display"]) == ("ready", "Running")
     assert (row["outcome"], row["outcome_display"]) == ("ready", "Ready")
+
+
+def test_a_port_refusal_is_shown_in_the_workers_words_for_its_case(
+    client, viewer, config, operator, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks():
+        launch = end_on_a_port_refusal(make_launch(config, operator))
+    client.force_login(viewer)
+    page = client.get(reverse("admin:launches_launch_change", args=[launch.pk])).content.decode()
+    assert escape(PORT_MESSAGE) in page
+    assert "A port fixed in the config" not in page and "a port the host picks" not in page

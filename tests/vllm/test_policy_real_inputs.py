@@ -50,6 +50,13 @@ def test_a_launch_onto_a_port_another_server_answers_ends_port_in_use_and_is_nev
     assert result.outcome != "ready"
     assert [a.outcome for a in result.attempts] == ["port_in_use"]
     assert "ready" not in [kind for kind, _ in events]
+    said = (
+        f"Port {port} on 127.0.0.1 is held by another process (not a launch of this site); choose another "
+        "port in the config, or leave it empty so the host picks one."
+    )
+    assert result.reason == said and result.attempts[0].message == said
+    [finished] = [data for kind, data in events if kind == "attempt_finished"]
+    assert finished["message"] == said and finished["started_at"] == finished["ended_at"]
 
 
 def test_a_longrope_model_wanting_more_than_vllms_default_is_served_above_it(tmp_path: Path) -> None:
@@ -123,6 +130,7 @@ def test_a_host_picked_port_gives_up_after_a_bounded_number_of_busy_ports_withou
     assert [a.outcome for a in result.attempts] == ["port_in_use"]
     assert asked == busy[:PORT_TRIES]
     assert "AIFRED_PORT_RANGE" in result.reason and "config" not in result.reason
+    assert result.reason.endswith("(AIFRED_PORT_RANGE).")
     assert "ready" not in [kind for kind, _ in events]
 
 

@@ -132,7 +132,7 @@ def known(outcome: Outcome, requested: int | str = 131072, **values) -> Known:
                 "start",
                 40960,
                 reason="Port 8100 was taken by another process before vLLM could bind it; the host's next "
-                "free port is tried",
+                "free port is tried.",
                 learned=40960,
                 learned_from="refusal",
                 new_port=True,
@@ -150,7 +150,7 @@ def known(outcome: Outcome, requested: int | str = 131072, **values) -> Known:
                 "fail",
                 reason="Port 8102 was taken by another process before vLLM could bind it; gave up after 3 "
                 "attempts. Free some ports of the host's port range (AIFRED_PORT_RANGE) or give each host "
-                "on this machine its own range",
+                "on this machine its own range.",
             ),
             id="a picked port taken on the last attempt gives up and names the host's port range",
         ),

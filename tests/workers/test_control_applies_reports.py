@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+import redis
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from gpus.models import DetectedLimit, Gpu, Host
 from launches import tasks
 from launches.models import Launch
 from tests.factories import demo_model, make_config, make_launch
-from tests.workers.conftest import RTX_3060
+from tests.workers.conftest import RTX_3060, TEST_REDIS_URL
 
 pytestmark = pytest.mark.django_db
 
@@ -318,3 +322,44 @@ def test_a_late_limit_is_still_learned_for_the_gpu_but_not_written_onto_the_ende
     limit = DetectedLimit.objects.get()
     assert (limit.max_model_len, limit.learned_from, limit.launch_id) == (27168, "refusal", launch.pk)
     assert snapshot(launch) == before
+
+
+def test_a_report_that_waited_in_the_queue_leaves_an_offline_host_offline(settings) -> None:
+    tasks.host_report(report(host="desk-3060"))
+    silent = timezone.now() - timedelta(seconds=settings.HOST_ONLINE_SECONDS + 60)
+    Host.objects.update(last_heartbeat=silent - timedelta(seconds=10))
+    # Sent just before its worker stopped, taken from the queue only now.
+    tasks.host_report(report(host="desk-3060", sent_at=silent.isoformat()))
+    host = Host.objects.get()
+    assert host.last_heartbeat == silent
+    assert not host.is_online and not Host.objects.online().exists()
+
+
+def test_a_report_sent_before_the_last_one_applied_changes_nothing(settings) -> None:
+    tasks.host_report(report(sent_at=timezone.now().isoformat()))
+    fresh = Host.objects.get().last_heartbeat
+    tasks.host_report(report(sent_at=(fresh - timedelta(seconds=20)).isoformat(), vllm_version="0.1.0"))
+    host = Host.objects.get()
+    assert host.last_heartbeat == fresh and host.vllm_version == "0.11.0" and host.is_online
+
+
+def test_a_report_stamped_in_the_future_counts_from_when_it_arrived() -> None:
+    before = timezone.now()
+    tasks.host_report(report(sent_at=(before + timedelta(hours=1)).isoformat()))
+    assert before <= Host.objects.get().last_heartbeat <= timezone.now()
+
+
+def test_the_directive_a_report_brings_expires_within_the_online_window(settings) -> None:
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    name = f"desk-{uuid.uuid4().hex[:8]}"
+    broker = redis.Redis.from_url(TEST_REDIS_URL)
+    try:
+        # A launch the site does not know: the directive tells the host to stop it.
+        held = [{"launch_id": 999999, "status": "ready", "last_seq": 2, "unconfirmed": 0}]
+        tasks.host_report(report(host=name, sent_at=timezone.now().isoformat(), launches=held, received=[]))
+        [message] = [json.loads(raw) for raw in broker.lrange(f"gpu.{name}", 0, -1)]
+    finally:
+        broker.delete(f"gpu.{name}")
+    assert message["headers"]["task"] == "launches.gpu.reconcile"
+    expires = parse_datetime(message["headers"]["expires"])
+    assert timezone.now() < expires <= timezone.now() + timedelta(seconds=settings.HOST_ONLINE_SECONDS)

@@ -112,3 +112,15 @@ def test_the_stop_message_carries_the_launch_spec_id(
     with django_capture_on_commit_callbacks(execute=True):
         launch.request_stop()
     assert sent == [("launches.gpu.stop_launch", [launch.pk, "spec-of-this-launch"])]
+
+
+def test_a_heartbeat_report_expires_after_a_few_heartbeats_and_says_when_it_was_sent(tmp_path: Path) -> None:
+    sent: list[tuple[str, list[Any], float | None]] = []
+    config = WorkerConfig(
+        host="desk", vllm_command=["vllm", "serve"], state_dir=tmp_path, heartbeat_seconds=5
+    )
+    runtime = HostRuntime(config, send=lambda task, args, expires=None: sent.append((task, args, expires)))
+    runtime.send_report()
+    [(task, [report], expires)] = sent
+    assert task == "launches.control.host_report" and report["sent_at"]
+    assert expires == 30.0
