@@ -140,6 +140,7 @@ def event_json(event: LaunchEvent, started: dict[int, int | None], ended_at: dat
             data.get("parsed_len"),
             data.get("exit_code"),
             next_len=started.get(number + 1) if isinstance(number, int) else None,
+            message=data.get("message"),
         )
         if data.get("outcome") != "ready":
             item["ended"] = describe_exit(

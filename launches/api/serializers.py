@@ -202,7 +202,13 @@ class LaunchAttemptSerializer(serializers.ModelSerializer):
     def get_verdict(self, attempt: LaunchAttempt) -> str:
         if not attempt.outcome:
             return "running…"
-        return describe_attempt(attempt.outcome, attempt.requested_len, attempt.parsed_len, attempt.exit_code)
+        return describe_attempt(
+            attempt.outcome,
+            attempt.requested_len,
+            attempt.parsed_len,
+            attempt.exit_code,
+            message=attempt.message,
+        )
 
 
 class LaunchEventSerializer(serializers.ModelSerializer):

@@ -130,3 +130,11 @@ def test_a_port_refusal_is_shown_in_the_workers_words_for_its_case(
     page = client.get(reverse("admin:launches_launch_change", args=[launch.pk])).content.decode()
     assert escape(PORT_MESSAGE) in page
     assert "A port fixed in the config" not in page and "a port the host picks" not in page
+    # The live page and the API say the same sentence.
+    events = client.get(reverse("launches:events", args=[launch.pk])).json()["events"]
+    [finished] = [event for event in events if event["kind"] == "attempt_finished"]
+    assert finished["verdict"] == PORT_MESSAGE
+    from tests.api.conftest import token_client
+
+    [attempt] = token_client(viewer).get(f"/api/v1/launches/{launch.pk}/").json()["attempts"]
+    assert attempt["verdict"] == PORT_MESSAGE
