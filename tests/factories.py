@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import itertools
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -259,3 +260,43 @@ def simulate_refusal_then_ready(launch: Launch, base: dt.datetime | None = None)
     )
     launch.refresh_from_db()
     return launch
+
+
+# --- events as a GPU worker sends them (kind, data), for ``feed`` ---------------------------------
+
+
+def feed(launch: Launch, *events: tuple[str, dict]) -> Launch:
+    """Apply ``events`` ((kind, data) pairs) to ``launch`` after its last one, as the control worker
+    applies a GPU worker's reports (``Launch.apply_event``), and return the row as they left it."""
+    start = launch.last_seq
+    for offset, (kind, data) in enumerate(events, 1):
+        launch.apply_event(start + offset, kind, data)
+    launch.refresh_from_db()
+    return launch
+
+
+def accepted(launch: Launch) -> tuple[str, dict]:
+    return "accepted", {"host": launch.host.name}
+
+
+def started(attempt: int, requested) -> tuple[str, dict]:
+    argv = ["vllm", "serve", "Qwen/Qwen3-8B-AWQ", "--max-model-len", str(requested)]
+    return "attempt_started", {"attempt": attempt, "requested_len": requested, "argv": argv}
+
+
+def finished(attempt: int, outcome: str, at: float | None = None, **data) -> tuple[str, dict]:
+    """An attempt_finished event of an attempt that started at ``at`` (Unix seconds; now when None) and
+    ended 12.5 s later."""
+    at = time.time() if at is None else at
+    return "attempt_finished", {
+        "attempt": attempt,
+        "outcome": outcome,
+        "started_at": at,
+        "ended_at": at + 12.5,
+        "log_tail": [],
+        **data,
+    }
+
+
+def ready_at(served: int) -> tuple[str, dict]:
+    return "ready", {"url": "http://127.0.0.1:8101/v1", "max_model_len": served, "pid": 1, "pgid": 1}

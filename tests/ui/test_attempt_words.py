@@ -7,42 +7,15 @@ The events are applied the way the control worker applies a GPU worker's reports
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from django.urls import reverse
 
 from launches.contract import Outcome
-from launches.models import Launch
 from launches.verdicts import describe_attempt, describe_exit, with_signal_names
-from tests.factories import make_launch
+from tests.factories import feed, finished, make_launch, started
 from tests.ui.test_config_form import preview
 
 pytestmark = pytest.mark.django_db
-
-
-def feed(launch: Launch, *events: tuple[str, dict]) -> Launch:
-    start = launch.last_seq
-    for offset, (kind, data) in enumerate(events, 1):
-        launch.apply_event(start + offset, kind, data)
-    launch.refresh_from_db()
-    return launch
-
-
-def started(attempt: int, requested: int) -> tuple[str, dict]:
-    argv = ["vllm", "serve", "Qwen/Qwen3-8B-AWQ", "--max-model-len", str(requested)]
-    return "attempt_started", {"attempt": attempt, "requested_len": requested, "argv": argv}
-
-
-def finished(attempt: int, outcome: str, **data) -> tuple[str, dict]:
-    now = time.time()
-    return "attempt_finished", {
-        "attempt": attempt,
-        "outcome": outcome,
-        "started_at": now,
-        "ended_at": now + 2,
-        **data,
-    }
 
 
 @pytest.mark.parametrize("outcome", list(Outcome))

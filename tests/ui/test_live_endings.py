@@ -17,44 +17,12 @@ from django.utils import timezone
 
 from gpus.models import Host
 from launches.models import Launch
-from tests.factories import make_launch
+from tests.factories import accepted, feed, finished, make_launch, ready_at, started
 from tests.ui.test_browser import browser, log_in, page  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 BROKEN = re.compile(r"\bNaN\b|\bundefined\b")
-
-
-def feed(launch: Launch, *events: tuple[str, dict]) -> Launch:
-    start = launch.last_seq
-    for offset, (kind, data) in enumerate(events, 1):
-        launch.apply_event(start + offset, kind, data)
-    launch.refresh_from_db()
-    return launch
-
-
-def accepted(launch: Launch) -> tuple[str, dict]:
-    return "accepted", {"host": launch.host.name}
-
-
-def started(attempt: int, requested) -> tuple[str, dict]:
-    argv = ["vllm", "serve", "Qwen/Qwen3-8B-AWQ", "--max-model-len", str(requested)]
-    return "attempt_started", {"attempt": attempt, "requested_len": requested, "argv": argv}
-
-
-def finished(attempt: int, outcome: str, at: float, **data) -> tuple[str, dict]:
-    return "attempt_finished", {
-        "attempt": attempt,
-        "outcome": outcome,
-        "started_at": at,
-        "ended_at": at + 12.5,
-        "log_tail": [],
-        **data,
-    }
-
-
-def ready_at(served: int) -> tuple[str, dict]:
-    return "ready", {"url": "http://127.0.0.1:8101/v1", "max_model_len": served, "pid": 1, "pgid": 1}
 
 
 def ask_to_stop(launch: Launch, user) -> None:

@@ -12,9 +12,8 @@ import pytest
 from django.urls import reverse
 
 from launches.models import Launch, LaunchAttempt
-from tests.factories import make_launch
+from tests.factories import feed, finished, make_launch, ready_at, started
 from tests.ui.test_browser import browser, log_in, page  # noqa: F401  (fixtures)
-from tests.ui.test_live_endings import feed, finished, ready_at, started
 
 LATE = "arrived after the launch had ended; kept in the history, not applied"
 RESTART = "The server exited (killed by signal 9 (SIGKILL)); restarting 1 of 3 in 0.5 s."
