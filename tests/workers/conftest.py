@@ -32,7 +32,9 @@ DEMO_MODEL = ROOT / "launches" / "vllm" / "demo_models" / "qwen3-8b-like"
 RTX_3060 = "NVIDIA GeForce RTX 3060:12288"
 H100 = "NVIDIA H100 80GB HBM3:81559"
 HEARTBEAT_SECONDS = 1
-LAUNCH_LOST_SECONDS = 8
+# Longer than a fault drill's 5 s broker outage plus the workers' reconnection: a heartbeat counts from
+# when it was sent, so the silence the control side sees spans the whole outage.
+LAUNCH_LOST_SECONDS = 15
 
 
 def host_name(label: str) -> str:
